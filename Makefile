@@ -1,0 +1,18 @@
+# Makefile for the snapshot extension (PGXS)
+
+MODULE_big = snapshot
+OBJS = snapshot.o snapshot_valuation.o
+
+EXTENSION = snapshot
+DATA = snapshot--1.0.sql
+PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
+
+# Every test file runs pgTAP inside pg_regress; see README.md ("Tests").
+REGRESS = configure valuation cash fx prices errors isolation inputs security concurrency dump
+REGRESS_OPTS = --load-extension=plpgsql
+
+PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Werror
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,969 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot.c
+ *	  SQL-callable entry points of the snapshot extension and their SPI
+ *	  plumbing: configuration, market data, the ordered ledger walk, per
+ *	  portfolio isolation, batched upserts and run bookkeeping.
+ *
+ * capture_all_snapshots() and capture_snapshot() share one path: open one
+ * ordered cursor over portfolios LEFT JOIN ledger, cut it into portfolios,
+ * value each (snapshot_valuation.c) and upsert the figures in batches.  The
+ * only differences are a filter on one portfolio, and whether a portfolio's
+ * data error is isolated and recorded (all) or raised (one).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/datum.h"
+#include "utils/fmgrprotos.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "snapshot.h"
+
+PG_MODULE_MAGIC;
+
+/* First key of the advisory lock that serializes captures of one date. */
+#define SNAPSHOT_LOCK_KEY 0x534E4150	/* "SNAP" */
+
+/*
+ * A batch is written as parallel arrays: portfolio_id, base_currency, the ten
+ * numeric figures, the four counts and positions.
+ */
+#define SNAPSHOT_BATCH_ARRAYS 17
+
+static int	snapshot_batch_size = 1000;
+
+/* The stored configuration, resolved to quoted, qualified names. */
+typedef struct SnapshotConfig
+{
+	char	   *portfolios;
+	char	   *assets;
+	char	   *transactions;
+	char	   *prices;
+	char	   *fx_rates;		/* NULL when not configured */
+	CostMethod	cost_method;
+	char	   *cost_method_name;
+	int			stale_after_days;
+} SnapshotConfig;
+
+/* The state of one capture, all or one. */
+typedef struct Capture
+{
+	Oid			nspid;			/* the extension's schema */
+	const char *nsp;			/* ... quoted */
+	SnapshotConfig config;
+	MarketData	md;
+	bool		single;			/* capture_snapshot(): one portfolio, raise */
+	pg_uuid_t	portfolio_id;	/* when single */
+	int64		run_id;			/* 0 when single */
+	Datum		metadata;		/* jsonb, the same for every row of a capture */
+	TimestampTz captured_at;
+
+	/* the batch of valued portfolios not yet written */
+	MemoryContext batch_cxt;
+	SPIPlanPtr	upsert_plan;
+	int			nbatch;
+	Datum	   *batch[SNAPSHOT_BATCH_ARRAYS];
+
+	/* counts */
+	int64		total;			/* portfolios expected (for progress) */
+	int64		walked;
+	int64		captured;
+	int64		failed;
+
+	/* the returned row of a single capture, in the caller's context */
+	Datum		result;
+} Capture;
+
+void		_PG_init(void);
+
+PG_FUNCTION_INFO_V1(capture_all_snapshots);
+PG_FUNCTION_INFO_V1(capture_snapshot);
+
+/*
+ * Module load: define and reserve the snapshot.* settings.
+ */
+void
+_PG_init(void)
+{
+	DefineCustomIntVariable("snapshot.batch_size",
+							"Portfolios valued and written per batch by the capture functions.",
+							"The ledger cursor is fetched in batches of ten rows per portfolio.",
+							&snapshot_batch_size,
+							1000, 1, 100000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	MarkGUCPrefixReserved("snapshot");
+}
+
+/*
+ * Run one statement through SPI with parameters and check its result code.
+ * Every statement this file issues goes through here or through a prepared
+ * plan checked the same way.
+ */
+static void
+spi_run(const char *sql, int nargs, Oid *types, Datum *values,
+		const char *nulls, bool read_only, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
+										   read_only, 0);
+
+	if (rc != expected)
+		elog(ERROR, "snapshot: SPI_execute_with_args returned %s for: %s",
+			 SPI_result_code_string(rc), sql);
+}
+
+/*
+ * The UTC calendar day of the current transaction's start.
+ */
+static DateADT
+utc_today(void)
+{
+	return snapshot_utc_date(GetCurrentTransactionStartTimestamp());
+}
+
+/*
+ * Reject a snapshot date that is NULL, not finite, or after today (UTC).
+ */
+static DateADT
+check_snapshot_date(FunctionCallInfo fcinfo, int argno)
+{
+	DateADT		d;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("snapshot_date must not be null"));
+	d = PG_GETARG_DATEADT(argno);
+	if (DATE_NOT_FINITE(d))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("snapshot_date must be a finite date"));
+	if (d > utc_today())
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("snapshot_date %s is in the future",
+					   DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(d)))),
+				errdetail("Today is %s in UTC.",
+						  DatumGetCString(DirectFunctionCall1(date_out,
+															  DateADTGetDatum(utc_today())))),
+				errhint("A snapshot values a day that has begun; capture today or an earlier day."));
+	return d;
+}
+
+/*
+ * The quoted, schema-qualified name of a configured relation.
+ */
+static char *
+relation_name(Oid relid, const char *role)
+{
+	char	   *rel = get_rel_name(relid);
+	char	   *nsp = rel ? get_namespace_name(get_rel_namespace(relid)) : NULL;
+
+	if (rel == NULL || nsp == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_UNDEFINED_TABLE),
+				errmsg("the configured %s relation (OID %u) no longer exists", role, relid),
+				errhint("Call snapshot_configure() again with the current relation names."));
+	return quote_qualified_identifier(nsp, rel);
+}
+
+/*
+ * Load the configuration; 55000 when snapshot_configure() was never called.
+ */
+static void
+load_config(Capture *cap)
+{
+	StringInfoData sql;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	const char *roles[] = {"portfolios", "assets", "transactions", "prices", "fx_rates"};
+	char	  **targets[] = {&cap->config.portfolios, &cap->config.assets,
+		&cap->config.transactions, &cap->config.prices, &cap->config.fx_rates};
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT c.portfolios::pg_catalog.oid, c.assets::pg_catalog.oid,"
+					 " c.transactions::pg_catalog.oid, c.prices::pg_catalog.oid,"
+					 " c.fx_rates::pg_catalog.oid, c.cost_method, c.stale_after_days"
+					 " FROM %s.snapshot_config c",
+					 cap->nsp);
+	spi_run(sql.data, 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("snapshot is not configured"),
+				errhint("Call snapshot_configure() with the names of the application's portfolios, assets, transactions and prices relations."));
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	for (int i = 0; i < 5; i++)
+	{
+		Datum		d = SPI_getbinval(tup, desc, i + 1, &isnull);
+
+		*targets[i] = isnull ? NULL : relation_name(DatumGetObjectId(d), roles[i]);
+	}
+	cap->config.cost_method_name = SPI_getvalue(tup, desc, 6);
+	cap->config.cost_method = strcmp(cap->config.cost_method_name, "average") == 0
+		? COST_AVERAGE : COST_FIFO;
+	cap->config.stale_after_days = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+}
+
+/*
+ * Create a hash table in the current memory context.
+ */
+static HTAB *
+make_hash(const char *name, Size keysize, Size entrysize, long nelem, bool blobs)
+{
+	HASHCTL		hctl;
+
+	hctl.keysize = keysize;
+	hctl.entrysize = entrysize;
+	hctl.hcxt = CurrentMemoryContext;
+	return hash_create(name, Max(nelem, 16), &hctl,
+					   HASH_ELEM | HASH_CONTEXT | (blobs ? HASH_BLOBS : HASH_STRINGS));
+}
+
+/*
+ * A filter restricting the assets read to those in one portfolio's ledger
+ * (single capture), or nothing (all portfolios).  $2 is the portfolio id.
+ */
+static char *
+asset_filter(Capture *cap, const char *column)
+{
+	if (!cap->single)
+		return "";
+	return psprintf(" AND %s IN (SELECT t.asset_id::pg_catalog.uuid FROM %s t"
+					" WHERE t.portfolio_id::pg_catalog.uuid = $2)",
+					column, cap->config.transactions);
+}
+
+/*
+ * Build the asset, price and FX maps once for the capture, from the same
+ * snapshot of the sources as the ledger walk.
+ */
+static void
+load_market_data(Capture *cap)
+{
+	Oid			types[2] = {DATEOID, UUIDOID};
+	Datum		values[2];
+	char	   *sql;
+	MarketData *md = &cap->md;
+
+	values[0] = DateADTGetDatum(md->snapshot_date);
+	values[1] = UUIDPGetDatum(&cap->portfolio_id);
+
+	sql = psprintf("SELECT a.id::pg_catalog.uuid, a.symbol::pg_catalog.text,"
+				   " a.currency::pg_catalog.text FROM %s a"
+				   " WHERE $1 IS NOT NULL%s",
+				   cap->config.assets, asset_filter(cap, "a.id::pg_catalog.uuid"));
+	spi_run(sql, cap->single ? 2 : 1, types, values, NULL, true, SPI_OK_SELECT);
+	md->assets = make_hash("snapshot assets", sizeof(pg_uuid_t), sizeof(AssetInfo),
+						   SPI_processed, true);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		id = SPI_getbinval(tup, desc, 1, &isnull);
+		AssetInfo  *a;
+
+		if (isnull)
+			continue;
+		a = hash_search(md->assets, DatumGetUUIDP(id), HASH_ENTER, NULL);
+		a->symbol = SPI_getvalue(tup, desc, 2);
+		if (a->symbol == NULL)
+			a->symbol = "";
+		a->currency = SPI_getvalue(tup, desc, 3);
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	sql = psprintf("SELECT DISTINCT ON (p.asset_id::pg_catalog.uuid)"
+				   " p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date,"
+				   " p.close::pg_catalog.numeric FROM %s p"
+				   " WHERE p.price_date::pg_catalog.date OPERATOR(pg_catalog.<=) $1"
+				   " AND p.close IS NOT NULL AND p.asset_id IS NOT NULL%s"
+				   " ORDER BY p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date DESC",
+				   cap->config.prices, asset_filter(cap, "p.asset_id::pg_catalog.uuid"));
+	spi_run(sql, cap->single ? 2 : 1, types, values, NULL, true, SPI_OK_SELECT);
+	md->prices = make_hash("snapshot prices", sizeof(pg_uuid_t), sizeof(PriceInfo),
+						   SPI_processed, true);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		PriceInfo  *p;
+
+		p = hash_search(md->prices, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+						HASH_ENTER, NULL);
+		p->price_date = DatumGetDateADT(SPI_getbinval(tup, desc, 2, &isnull));
+		p->close = DatumGetNumericCopy(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	md->fx = NULL;
+	if (cap->config.fx_rates == NULL)
+		return;
+	sql = psprintf("SELECT DISTINCT ON (f.from_currency::pg_catalog.text, f.to_currency::pg_catalog.text)"
+				   " f.from_currency::pg_catalog.text, f.to_currency::pg_catalog.text,"
+				   " f.rate::pg_catalog.numeric FROM %s f"
+				   " WHERE f.rate_date::pg_catalog.date OPERATOR(pg_catalog.<=) $1"
+				   " AND f.rate OPERATOR(pg_catalog.>) 0"
+				   " AND f.from_currency IS NOT NULL AND f.to_currency IS NOT NULL"
+				   " ORDER BY 1, 2, f.rate_date::pg_catalog.date DESC",
+				   cap->config.fx_rates);
+	spi_run(sql, 1, types, values, NULL, true, SPI_OK_SELECT);
+	md->fx = make_hash("snapshot fx rates", sizeof(FxKey), sizeof(FxInfo),
+					   SPI_processed, true);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		FxKey		key;
+		FxInfo	   *fx;
+
+		snapshot_fx_key(&key, SPI_getvalue(tup, desc, 1), SPI_getvalue(tup, desc, 2));
+		fx = hash_search(md->fx, &key, HASH_ENTER, NULL);
+		fx->rate = DatumGetNumericCopy(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+}
+
+/*
+ * The metadata stored with every snapshot of this capture.
+ */
+static Datum
+build_metadata(Capture *cap, const char *triggered_by)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT8OID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', cap->run_id ? ' ' : 'n'};
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(triggered_by);
+	values[1] = CStringGetTextDatum(cap->config.cost_method_name);
+	values[2] = Int32GetDatum(cap->config.stale_after_days);
+	values[3] = Int64GetDatum(cap->run_id);
+	spi_run("SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+			"'triggered_by', $1, 'cost_method', $2, 'stale_after_days', $3, 'run_id', $4,"
+			" 'extension_version', (SELECT e.extversion FROM pg_catalog.pg_extension e"
+			" WHERE e.extname OPERATOR(pg_catalog.=) 'snapshot')))",
+			4, types, values, nulls, true, SPI_OK_SELECT);
+	return SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										   1, &isnull),
+							 false, -1);
+}
+
+/*
+ * Make sure the month partition holding date d exists.  It is created as a
+ * plain table and then attached, because ATTACH PARTITION takes only a SHARE
+ * UPDATE EXCLUSIVE lock on portfolio_snapshots, which readers and writers of
+ * snapshots never wait for (CREATE TABLE ... PARTITION OF would block them
+ * until the capture commits).
+ */
+static void
+ensure_partition(Capture *cap, DateADT d)
+{
+	int			y,
+				m,
+				day;
+	DateADT		from,
+				to;
+	char	   *name;
+	char	   *qualified;
+	Oid			parent;
+	char	   *parent_name;
+
+	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
+	from = date2j(y, m, 1) - POSTGRES_EPOCH_JDATE;
+	to = (m == 12 ? date2j(y + 1, 1, 1) : date2j(y, m + 1, 1)) - POSTGRES_EPOCH_JDATE;
+	name = psprintf("portfolio_snapshots_y%04dm%02d", y, m);
+
+	if (OidIsValid(get_relname_relid(name, cap->nspid)))
+		return;
+
+	/* serialize creators; LockRelationOid also refreshes our catalog view */
+	parent = get_relname_relid("portfolio_snapshots", cap->nspid);
+	if (!OidIsValid(parent))
+		elog(ERROR, "snapshot: table portfolio_snapshots is missing");
+	LockRelationOid(parent, ShareUpdateExclusiveLock);
+	if (OidIsValid(get_relname_relid(name, cap->nspid)))
+		return;
+
+	qualified = psprintf("%s.%s", cap->nsp, quote_identifier(name));
+	parent_name = psprintf("%s.portfolio_snapshots", cap->nsp);
+	spi_run(psprintf("CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
+					 " INCLUDING STORAGE INCLUDING COMPRESSION)",
+					 qualified, parent_name),
+			0, NULL, NULL, NULL, false, SPI_OK_UTILITY);
+	spi_run(psprintf("ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')",
+					 parent_name, qualified,
+					 DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(from))),
+					 DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(to)))),
+			0, NULL, NULL, NULL, false, SPI_OK_UTILITY);
+}
+
+/*
+ * Prepare the upsert of a batch of snapshots: one statement per batch, the
+ * rows passed as parallel arrays.
+ */
+static void
+prepare_upsert(Capture *cap)
+{
+	static const char *const columns[] = {
+		"market_value", "cash_balance", "net_worth", "total_cost", "unrealized_pnl",
+		"realized_pnl", "income", "fees", "net_contribution", "day_flow",
+		"position_count", "missing_prices", "stale_prices", "missing_fx", "positions",
+	};
+	Oid			types[4 + SNAPSHOT_BATCH_ARRAYS];
+	StringInfoData sql;
+	StringInfoData update;
+
+	initStringInfo(&sql);
+	initStringInfo(&update);
+	appendStringInfo(&sql,
+					 "INSERT INTO %s.portfolio_snapshots AS s (portfolio_id, snapshot_date,"
+					 " base_currency, run_id, metadata, captured_at",
+					 cap->nsp);
+	appendStringInfoString(&update, "base_currency = EXCLUDED.base_currency,"
+						   " run_id = EXCLUDED.run_id, metadata = EXCLUDED.metadata,"
+						   " captured_at = EXCLUDED.captured_at");
+	for (int i = 0; i < (int) lengthof(columns); i++)
+	{
+		appendStringInfo(&sql, ", %s", columns[i]);
+		appendStringInfo(&update, ", %s = EXCLUDED.%s", columns[i], columns[i]);
+	}
+	appendStringInfoString(&sql,
+						   ") SELECT u.c1, $1, u.c2, $2, $3, $4");
+	for (int i = 0; i < (int) lengthof(columns); i++)
+		appendStringInfo(&sql, ", u.c%d", i + 3);
+	appendStringInfoString(&sql, " FROM pg_catalog.unnest(");
+	types[0] = DATEOID;
+	types[1] = INT8OID;
+	types[2] = JSONBOID;
+	types[3] = TIMESTAMPTZOID;
+	for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
+	{
+		Oid			elemtype = i == 0 ? UUIDOID
+			: i == 1 ? TEXTOID
+			: i < 12 ? NUMERICOID
+			: i < 16 ? INT4OID
+			: JSONBOID;
+
+		types[4 + i] = get_array_type(elemtype);
+		appendStringInfo(&sql, "%s$%d", i == 0 ? "" : ", ", i + 5);
+	}
+	appendStringInfoString(&sql, ") AS u(c1, c2");
+	for (int i = 0; i < (int) lengthof(columns); i++)
+		appendStringInfo(&sql, ", c%d", i + 3);
+	appendStringInfo(&sql, ") ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET %s",
+					 update.data);
+	if (cap->single)
+		appendStringInfoString(&sql, " RETURNING s.*");
+
+	cap->upsert_plan = SPI_prepare(sql.data, 4 + SNAPSHOT_BATCH_ARRAYS, types);
+	if (cap->upsert_plan == NULL)
+		elog(ERROR, "snapshot: SPI_prepare failed (%s) for: %s",
+			 SPI_result_code_string(SPI_result), sql.data);
+}
+
+/*
+ * Add a valued portfolio to the batch, copying its figures out of the
+ * per-portfolio context.
+ */
+static void
+batch_add(Capture *cap, const PortfolioLedger *ledger, const SnapshotFigures *f)
+{
+	MemoryContext old = MemoryContextSwitchTo(cap->batch_cxt);
+	int			n = cap->nbatch;
+	Numeric		nums[10] = {f->market_value, f->cash_balance, f->net_worth, f->total_cost,
+		f->unrealized_pnl, f->realized_pnl, f->income, f->fees, f->net_contribution, f->day_flow};
+	int32		ints[4] = {f->position_count, f->missing_prices, f->stale_prices, f->missing_fx};
+	pg_uuid_t  *id;
+
+	if (n == 0)
+		for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
+			cap->batch[i] = palloc(sizeof(Datum) * snapshot_batch_size);
+
+	id = palloc(sizeof(pg_uuid_t));
+	*id = ledger->id;
+	cap->batch[0][n] = UUIDPGetDatum(id);
+	cap->batch[1][n] = CStringGetTextDatum(ledger->base_currency);
+	for (int i = 0; i < 10; i++)
+		cap->batch[2 + i][n] = datumCopy(NumericGetDatum(nums[i]), false, -1);
+	for (int i = 0; i < 4; i++)
+		cap->batch[12 + i][n] = Int32GetDatum(ints[i]);
+	cap->batch[16][n] = datumCopy(JsonbPGetDatum(f->positions), false, -1);
+	cap->nbatch++;
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Write the batch with one upsert and report progress.
+ */
+static void
+batch_flush(Capture *cap)
+{
+	Datum		values[4 + SNAPSHOT_BATCH_ARRAYS];
+	char		nulls[4 + SNAPSHOT_BATCH_ARRAYS];
+	MemoryContext old;
+	int			rc;
+
+	if (cap->nbatch > 0)
+	{
+		old = MemoryContextSwitchTo(cap->batch_cxt);
+		memset(nulls, ' ', sizeof(nulls));
+		values[0] = DateADTGetDatum(cap->md.snapshot_date);
+		values[1] = Int64GetDatum(cap->run_id);
+		nulls[1] = cap->run_id ? ' ' : 'n';
+		values[2] = cap->metadata;
+		values[3] = TimestampTzGetDatum(cap->captured_at);
+		values[4] = PointerGetDatum(construct_array(cap->batch[0], cap->nbatch, UUIDOID,
+													UUID_LEN, false, TYPALIGN_CHAR));
+		values[5] = PointerGetDatum(construct_array(cap->batch[1], cap->nbatch, TEXTOID,
+													-1, false, TYPALIGN_INT));
+		for (int i = 2; i < 12; i++)
+			values[4 + i] = PointerGetDatum(construct_array(cap->batch[i], cap->nbatch,
+															NUMERICOID, -1, false,
+															TYPALIGN_INT));
+		for (int i = 12; i < 16; i++)
+			values[4 + i] = PointerGetDatum(construct_array(cap->batch[i], cap->nbatch,
+															INT4OID, sizeof(int32), true,
+															TYPALIGN_INT));
+		values[20] = PointerGetDatum(construct_array(cap->batch[16], cap->nbatch, JSONBOID,
+													 -1, false, TYPALIGN_INT));
+		MemoryContextSwitchTo(old);
+
+		rc = SPI_execute_plan(cap->upsert_plan, values, nulls, false, 0);
+		if (rc != (cap->single ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT))
+			elog(ERROR, "snapshot: upsert of snapshots returned %s",
+				 SPI_result_code_string(rc));
+		if (cap->single)
+			cap->result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0],
+														  SPI_tuptable->tupdesc));
+		else
+			SPI_freetuptable(SPI_tuptable);
+		cap->nbatch = 0;
+		MemoryContextReset(cap->batch_cxt);
+	}
+
+	if (!cap->single)
+	{
+		char		activity[128];
+
+		snprintf(activity, sizeof(activity),
+				 "capture_all_snapshots: " INT64_FORMAT "/" INT64_FORMAT " portfolios",
+				 cap->walked, cap->total);
+		pgstat_report_activity(STATE_RUNNING, activity);
+	}
+}
+
+/*
+ * Record a portfolio that could not be valued.
+ */
+static void
+record_error(Capture *cap, const pg_uuid_t *portfolio_id, ErrorData *edata)
+{
+	Oid			types[5] = {INT8OID, UUIDOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', edata->detail ? ' ' : 'n'};
+	char	   *sql;
+
+	values[0] = Int64GetDatum(cap->run_id);
+	values[1] = UUIDPGetDatum(portfolio_id);
+	values[2] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+	values[3] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
+	values[4] = edata->detail ? CStringGetTextDatum(edata->detail) : (Datum) 0;
+	sql = psprintf("INSERT INTO %s.snapshot_run_errors"
+				   " (run_id, portfolio_id, sqlstate, message, detail)"
+				   " VALUES ($1, $2, $3, $4, $5)", cap->nsp);
+	spi_run(sql, 5, types, values, nulls, false, SPI_OK_INSERT);
+}
+
+/*
+ * Value one portfolio inside a subtransaction, as PL/pgSQL's exception block
+ * does, so that a data error rolls back only this portfolio.  Returns false
+ * and sets *edata (allocated in errcxt) on error.  The valuation does no SPI
+ * and writes nothing, so the subtransaction never takes an XID.
+ */
+static bool
+value_isolated(const MarketData *md, const PortfolioLedger *ledger,
+			   SnapshotFigures *out, MemoryContext errcxt, ErrorData **edata)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		snapshot_value_portfolio(md, ledger, out);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(errcxt);
+		*edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
+/*
+ * Value one portfolio whose whole ledger has been read, and queue its
+ * snapshot.  A single capture raises data errors; a capture of all isolates
+ * and records them, keeping any earlier snapshot of that portfolio and date.
+ */
+static void
+finish_portfolio(Capture *cap, PortfolioLedger *ledger, MemoryContext errcxt)
+{
+	SnapshotFigures figures;
+	ErrorData  *edata = NULL;
+
+	cap->walked++;
+	if (cap->single)
+		snapshot_value_portfolio(&cap->md, ledger, &figures);
+	else if (!value_isolated(&cap->md, ledger, &figures, errcxt, &edata))
+	{
+		record_error(cap, &ledger->id, edata);
+		cap->failed++;
+		return;
+	}
+	batch_add(cap, ledger, &figures);
+	cap->captured++;
+	if (cap->nbatch >= snapshot_batch_size)
+		batch_flush(cap);
+}
+
+/*
+ * Append one cursor row (a portfolio joined to one transaction, or to none)
+ * to the ledger being collected.
+ */
+static void
+collect_row(PortfolioLedger *ledger, HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d;
+	LedgerEntry *e;
+
+	/* column 9, transaction_date, is NULL only for a portfolio without rows */
+	d = SPI_getbinval(tup, desc, 9, &isnull);
+	if (isnull)
+		return;
+
+	if (ledger->nentries == ledger->maxentries)
+	{
+		ledger->maxentries = ledger->maxentries == 0 ? 16 : ledger->maxentries * 2;
+		ledger->entries = ledger->entries == NULL
+			? palloc(sizeof(LedgerEntry) * ledger->maxentries)
+			: repalloc(ledger->entries, sizeof(LedgerEntry) * ledger->maxentries);
+	}
+	e = &ledger->entries[ledger->nentries++];
+	e->transaction_date = DatumGetTimestampTz(d);
+
+	d = SPI_getbinval(tup, desc, 3, &isnull);
+	e->has_asset = !isnull;
+	if (!isnull)
+		e->asset_id = *DatumGetUUIDP(d);
+	e->type_text = SPI_getvalue(tup, desc, 4);
+	e->type = snapshot_parse_txn_type(e->type_text);
+
+	d = SPI_getbinval(tup, desc, 5, &isnull);
+	e->quantity = isnull ? NULL : DatumGetNumericCopy(d);
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	e->price = isnull ? NULL : DatumGetNumericCopy(d);
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	e->fee = isnull ? NULL : DatumGetNumericCopy(d);
+	d = SPI_getbinval(tup, desc, 8, &isnull);
+	e->rate = isnull ? NULL : DatumGetNumericCopy(d);
+	e->txn_id = SPI_getvalue(tup, desc, 10);
+	if (e->txn_id == NULL)
+		e->txn_id = "(null)";
+}
+
+/*
+ * Walk the portfolios and their ledgers in one ordered pass and value each.
+ * The cursor is read outside any subtransaction (a portal read inside a
+ * subtransaction that rolls back would be marked failed); rows are gathered
+ * per portfolio in a context reset after each one, so memory stays flat.
+ */
+static void
+walk_portfolios(Capture *cap)
+{
+	StringInfoData sql;
+	Oid			types[2] = {TIMESTAMPTZOID, UUIDOID};
+	Datum		values[2];
+	Portal		portal;
+	MemoryContext portfolio_cxt;
+	MemoryContext errcxt = CurrentMemoryContext;
+	PortfolioLedger ledger;
+	bool		have_portfolio = false;
+	long		fetch_rows = Max(snapshot_batch_size * 10L, 100L);
+
+	/* the ledger: transactions dated before the end of the UTC day */
+	values[0] = TimestampTzGetDatum(((TimestampTz) cap->md.snapshot_date + 1) * USECS_PER_DAY);
+	values[1] = UUIDPGetDatum(&cap->portfolio_id);
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT p.id::pg_catalog.uuid, p.base_currency::pg_catalog.text,"
+					 " t.asset_id::pg_catalog.uuid, t.type::pg_catalog.text,"
+					 " t.quantity::pg_catalog.numeric, t.price::pg_catalog.numeric,"
+					 " t.fee::pg_catalog.numeric, t.exchange_rate::pg_catalog.numeric,"
+					 " t.transaction_date::pg_catalog.timestamptz, t.id::pg_catalog.text"
+					 " FROM %s p LEFT JOIN %s t"
+					 " ON t.portfolio_id::pg_catalog.uuid OPERATOR(pg_catalog.=) p.id::pg_catalog.uuid"
+					 " AND t.transaction_date::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $1"
+					 " WHERE p.id IS NOT NULL%s"
+					 " ORDER BY p.id::pg_catalog.uuid, t.transaction_date::pg_catalog.timestamptz, t.id",
+					 cap->config.portfolios, cap->config.transactions,
+					 cap->single ? " AND p.id::pg_catalog.uuid OPERATOR(pg_catalog.=) $2" : "");
+	portal = SPI_cursor_open_with_args(NULL, sql.data, cap->single ? 2 : 1, types, values,
+									   NULL, true, CURSOR_OPT_NO_SCROLL);
+	if (portal == NULL)
+		elog(ERROR, "snapshot: SPI_cursor_open_with_args failed for: %s", sql.data);
+
+	portfolio_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot portfolio",
+										  ALLOCSET_DEFAULT_SIZES);
+	memset(&ledger, 0, sizeof(ledger));
+
+	for (;;)
+	{
+		SPITupleTable *tuptable;
+		uint64		nrows;
+
+		SPI_cursor_fetch(portal, true, fetch_rows);
+		tuptable = SPI_tuptable;
+		nrows = SPI_processed;
+		if (nrows == 0)
+			break;
+
+		for (uint64 i = 0; i < nrows; i++)
+		{
+			HeapTuple	tup = tuptable->vals[i];
+			bool		isnull;
+			pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(tup, tuptable->tupdesc, 1, &isnull));
+			MemoryContext old;
+
+			CHECK_FOR_INTERRUPTS();
+			if (!have_portfolio || memcmp(id->data, ledger.id.data, UUID_LEN) != 0)
+			{
+				if (have_portfolio)
+				{
+					old = MemoryContextSwitchTo(portfolio_cxt);
+					finish_portfolio(cap, &ledger, errcxt);
+					MemoryContextSwitchTo(old);
+					MemoryContextReset(portfolio_cxt);
+				}
+				memset(&ledger, 0, sizeof(ledger));
+				ledger.id = *id;
+				old = MemoryContextSwitchTo(portfolio_cxt);
+				ledger.base_currency = SPI_getvalue(tup, tuptable->tupdesc, 2);
+				MemoryContextSwitchTo(old);
+				have_portfolio = true;
+			}
+			old = MemoryContextSwitchTo(portfolio_cxt);
+			collect_row(&ledger, tup, tuptable->tupdesc);
+			MemoryContextSwitchTo(old);
+		}
+		SPI_freetuptable(tuptable);
+	}
+	if (have_portfolio)
+	{
+		MemoryContext old = MemoryContextSwitchTo(portfolio_cxt);
+
+		finish_portfolio(cap, &ledger, errcxt);
+		MemoryContextSwitchTo(old);
+	}
+	SPI_cursor_close(portal);
+	batch_flush(cap);
+	MemoryContextDelete(portfolio_cxt);
+}
+
+/*
+ * Open SPI, take the snapshot the sources are read under, and load the
+ * configuration and market data: the bracket both capture functions share.
+ * Everything allocated lives until capture_end().
+ */
+static void
+capture_begin(Capture *cap, FunctionCallInfo fcinfo, DateADT snapshot_date)
+{
+	cap->nspid = get_func_namespace(fcinfo->flinfo->fn_oid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "snapshot: SPI_connect failed");
+	cap->nsp = quote_identifier(get_namespace_name(cap->nspid));
+	cap->md.snapshot_date = snapshot_date;
+	cap->captured_at = GetCurrentTransactionStartTimestamp();
+	cap->batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot batch",
+										   ALLOCSET_DEFAULT_SIZES);
+	load_config(cap);
+	cap->md.cost_method = cap->config.cost_method;
+	cap->md.stale_after_days = cap->config.stale_after_days;
+}
+
+/*
+ * Read the sources under one snapshot and write the snapshots: the shared
+ * middle of both capture functions.
+ */
+static void
+capture_run(Capture *cap, const char *triggered_by)
+{
+	/*
+	 * Every read below is read-only SPI under this one snapshot, so all
+	 * portfolios are valued against one consistent view of the sources, as of
+	 * the moment the capture got its turn.
+	 */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	load_market_data(cap);
+	cap->metadata = build_metadata(cap, triggered_by);
+	prepare_upsert(cap);
+	ensure_partition(cap, cap->md.snapshot_date);
+	walk_portfolios(cap);
+	PopActiveSnapshot();
+}
+
+/*
+ * capture_all_snapshots(snapshot_date date, triggered_by text)
+ *		RETURNS snapshot_runs
+ *
+ * Value every portfolio as of snapshot_date and upsert one snapshot each.  A
+ * portfolio's data error is recorded in snapshot_run_errors and does not stop
+ * the run.  Captures of the same date serialize on an advisory lock.
+ */
+Datum
+capture_all_snapshots(PG_FUNCTION_ARGS)
+{
+	Capture		cap;
+	DateADT		snapshot_date = check_snapshot_date(fcinfo, 0);
+	char	   *triggered_by;
+	const char *saved_activity = debug_query_string;
+	Oid			types[5] = {DATEOID, TEXTOID, INT8OID, INT8OID, INT8OID};
+	Datum		values[5];
+	char	   *sql;
+	bool		isnull;
+	const char *status;
+	Datum		result;
+
+	if (PG_ARGISNULL(1) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("triggered_by must not be null or empty"),
+				errhint("Name what started the capture, for example 'manual', 'airflow' or 'pg_cron'."));
+	triggered_by = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	if (pg_mbstrlen(triggered_by) > 64)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("triggered_by must be at most 64 characters long"));
+
+	memset(&cap, 0, sizeof(cap));
+	capture_begin(&cap, fcinfo, snapshot_date);
+
+	/* one capture of a date at a time; the second waits, then replaces */
+	pgstat_report_activity(STATE_RUNNING,
+						   "capture_all_snapshots: waiting for another capture of the same date");
+	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(SNAPSHOT_LOCK_KEY),
+						Int32GetDatum(snapshot_date));
+
+	sql = psprintf("SELECT pg_catalog.count(*) FROM %s p WHERE p.id IS NOT NULL",
+				   cap.config.portfolios);
+	spi_run(sql, 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+	cap.total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											1, &isnull));
+
+	values[0] = DateADTGetDatum(snapshot_date);
+	values[1] = CStringGetTextDatum(triggered_by);
+	spi_run(psprintf("INSERT INTO %s.snapshot_runs (snapshot_date, triggered_by, status, started_at)"
+					 " VALUES ($1, $2, 'running', pg_catalog.clock_timestamp()) RETURNING run_id",
+					 cap.nsp),
+			2, types, values, NULL, false, SPI_OK_INSERT_RETURNING);
+	cap.run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											 1, &isnull));
+
+	capture_run(&cap, triggered_by);
+
+	if (cap.failed == 0)
+		status = "succeeded";
+	else if (cap.captured == 0)
+		status = "failed";
+	else
+		status = "partial";
+	values[0] = Int64GetDatum(cap.run_id);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = Int64GetDatum(cap.walked);
+	values[3] = Int64GetDatum(cap.captured);
+	values[4] = Int64GetDatum(cap.failed);
+	types[0] = INT8OID;
+	sql = psprintf("UPDATE %s.snapshot_runs SET status = $2,"
+				   " finished_at = pg_catalog.clock_timestamp(), portfolios = $3,"
+				   " captured = $4, failed = $5"
+				   " WHERE run_id OPERATOR(pg_catalog.=) $1 RETURNING *",
+				   cap.nsp);
+	spi_run(sql, 5, types, values, NULL, false, SPI_OK_UPDATE_RETURNING);
+	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+
+	SPI_finish();
+	pgstat_report_activity(STATE_RUNNING, saved_activity);
+	PG_RETURN_DATUM(result);
+}
+
+/*
+ * capture_snapshot(portfolio_id uuid, snapshot_date date)
+ *		RETURNS portfolio_snapshots
+ *
+ * Value one portfolio as of snapshot_date with the same code as
+ * capture_all_snapshots() and upsert its snapshot; errors are raised.
+ */
+Datum
+capture_snapshot(PG_FUNCTION_ARGS)
+{
+	Capture		cap;
+	DateADT		snapshot_date;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("portfolio_id must not be null"));
+	snapshot_date = check_snapshot_date(fcinfo, 1);
+
+	memset(&cap, 0, sizeof(cap));
+	cap.single = true;
+	cap.portfolio_id = *PG_GETARG_UUID_P(0);
+	capture_begin(&cap, fcinfo, snapshot_date);
+	capture_run(&cap, "capture_snapshot");
+	if (cap.walked == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_NO_DATA_FOUND),
+				errmsg("portfolio %s does not exist",
+					   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&cap.portfolio_id)))));
+	SPI_finish();
+	PG_RETURN_DATUM(cap.result);
+}

@@ -1,0 +1,691 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_valuation.c
+ *	  Ledger to figures: values one portfolio as of one UTC day.
+ *
+ * Nothing here touches SPI or the catalogs: the caller hands over the
+ * portfolio's ledger (in ledger order) and the market data for the day, and
+ * gets the snapshot's figures back.  A data error in the ledger is raised
+ * with a SQLSTATE of class 22 and a message naming the portfolio, the
+ * transaction and the reason; the caller decides whether to isolate it.
+ *
+ * All amounts are numeric and exact until the figures are rounded to 8
+ * decimal places at the end (FIFO partial lots and the average method divide,
+ * and those quotients carry numeric's usual significant digits).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/hashfn.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/memutils.h"
+
+#include "snapshot.h"
+
+#define SNAPSHOT_SCALE 8
+
+/* An open lot (FIFO) of one position. */
+typedef struct Lot
+{
+	Numeric		quantity;
+	Numeric		cost;
+} Lot;
+
+/* A position held by the portfolio, keyed by asset id. */
+typedef struct Position
+{
+	pg_uuid_t	asset_id;		/* hash key */
+	const AssetInfo *asset;
+	Numeric		quantity;
+	Numeric		cost;			/* cost of the open quantity, base currency */
+	Lot		   *lots;			/* FIFO lots; lots[head..nlots-1] are open */
+	int			head;
+	int			nlots;
+	int			maxlots;
+	/* the latest BUY/SELL of this asset: the price and FX fallbacks */
+	Numeric		trade_price;
+	Numeric		trade_rate;
+	DateADT		trade_date;
+} Position;
+
+/* An open position, valued, for the positions array. */
+typedef struct ValuedPosition
+{
+	Position   *pos;
+	Numeric		price;
+	DateADT		price_date;
+	const char *price_source;
+	Numeric		fx_rate;
+	Numeric		market_value;
+} ValuedPosition;
+
+/* The running totals of one valuation. */
+typedef struct Totals
+{
+	bool		has_cash;		/* a DEPOSIT or WITHDRAWAL is in the ledger */
+	Numeric		cash;
+	Numeric		realized;
+	Numeric		income;
+	Numeric		fees;
+	Numeric		flows;
+	Numeric		day_flow;
+} Totals;
+
+static Numeric const_zero;
+static Numeric const_one;
+
+/*
+ * Numeric helpers: thin wrappers over numeric.c that raise on overflow.
+ */
+static inline Numeric
+n_add(Numeric a, Numeric b)
+{
+	return numeric_add_opt_error(a, b, NULL);
+}
+
+static inline Numeric
+n_sub(Numeric a, Numeric b)
+{
+	return numeric_sub_opt_error(a, b, NULL);
+}
+
+static inline Numeric
+n_mul(Numeric a, Numeric b)
+{
+	return numeric_mul_opt_error(a, b, NULL);
+}
+
+static inline Numeric
+n_div(Numeric a, Numeric b)
+{
+	return numeric_div_opt_error(a, b, NULL);
+}
+
+static inline int
+n_cmp(Numeric a, Numeric b)
+{
+	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
+											 NumericGetDatum(a),
+											 NumericGetDatum(b)));
+}
+
+static inline Numeric
+n_round(Numeric a)
+{
+	return DatumGetNumeric(DirectFunctionCall2(numeric_round,
+											   NumericGetDatum(a),
+											   Int32GetDatum(SNAPSHOT_SCALE)));
+}
+
+static inline char *
+n_text(Numeric a)
+{
+	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(a)));
+}
+
+static inline char *
+uuid_text(const pg_uuid_t *u)
+{
+	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
+}
+
+/*
+ * Make the constants 0 and 1 once per backend.
+ */
+static void
+init_constants(void)
+{
+	MemoryContext old;
+
+	if (const_zero != NULL)
+		return;
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	const_zero = int64_to_numeric(0);
+	const_one = int64_to_numeric(1);
+	MemoryContextSwitchTo(old);
+}
+
+/*
+ * Map a ledger type to TxnType, case-insensitively; TXN_UNKNOWN for anything
+ * else (the application once wrote "sync").
+ */
+TxnType
+snapshot_parse_txn_type(const char *type_text)
+{
+	static const struct
+	{
+		const char *name;
+		TxnType		type;
+	}			types[] =
+	{
+		{"BUY", TXN_BUY},
+		{"SELL", TXN_SELL},
+		{"DEPOSIT", TXN_DEPOSIT},
+		{"WITHDRAWAL", TXN_WITHDRAWAL},
+		{"DIVIDEND", TXN_DIVIDEND},
+		{"FEE", TXN_FEE},
+	};
+
+	if (type_text == NULL)
+		return TXN_UNKNOWN;
+	for (int i = 0; i < (int) lengthof(types); i++)
+		if (pg_strcasecmp(type_text, types[i].name) == 0)
+			return types[i].type;
+	return TXN_UNKNOWN;
+}
+
+/*
+ * The UTC calendar day that a timestamptz falls on.
+ */
+DateADT
+snapshot_utc_date(TimestampTz ts)
+{
+	if (ts >= 0)
+		return (DateADT) (ts / USECS_PER_DAY);
+	return (DateADT) (-((-ts - 1) / USECS_PER_DAY) - 1);
+}
+
+/*
+ * Fill an FX hash key for the pair from -> to.  Codes too long to fit are
+ * truncated, and so never match a real code's key.
+ */
+void
+snapshot_fx_key(FxKey *key, const char *from, const char *to)
+{
+	memset(key, 0, sizeof(FxKey));
+	strlcpy(key->from, from, sizeof(key->from));
+	strlcpy(key->to, to, sizeof(key->to));
+}
+
+/*
+ * Raise a data error about one transaction of one portfolio.
+ */
+#define LEDGER_ERROR(code, ledger, entry, detail, ...) \
+	ereport(ERROR, \
+			errcode(code), \
+			errmsg("portfolio %s, transaction %s: " detail, \
+				   uuid_text(&(ledger)->id), (entry)->txn_id, ##__VA_ARGS__), \
+			errhint("Correct the transaction in the ledger, then capture the portfolio again."))
+
+/*
+ * Reject a ledger row that breaks the rules, before any of it is applied.
+ */
+static void
+check_entry(const MarketData *md, const PortfolioLedger *ledger,
+			const LedgerEntry *e)
+{
+	if (e->type == TXN_UNKNOWN)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("portfolio %s, transaction %s: unknown transaction type \"%s\"",
+					   uuid_text(&ledger->id), e->txn_id,
+					   e->type_text ? e->type_text : "(null)"),
+				errdetail("The type must be one of BUY, SELL, DEPOSIT, WITHDRAWAL, DIVIDEND or FEE."),
+				errhint("Correct the transaction in the ledger, then capture the portfolio again."));
+	if (e->quantity == NULL)
+		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "quantity is null");
+	if (n_cmp(e->quantity, const_zero) <= 0)
+		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
+					 "quantity %s is not positive", n_text(e->quantity));
+	if (e->price == NULL)
+		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "price is null");
+	if (n_cmp(e->price, const_zero) < 0)
+		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
+					 "price %s is negative", n_text(e->price));
+	if (e->fee != NULL && n_cmp(e->fee, const_zero) < 0)
+		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
+					 "fee %s is negative", n_text(e->fee));
+	if (e->rate != NULL && n_cmp(e->rate, const_zero) <= 0)
+		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
+					 "exchange rate %s is not positive", n_text(e->rate));
+	if (e->type == TXN_BUY || e->type == TXN_SELL || e->type == TXN_DIVIDEND)
+	{
+		if (!e->has_asset)
+			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
+						 "a %s needs an asset_id", e->type_text);
+		if (hash_search(md->assets, &e->asset_id, HASH_FIND, NULL) == NULL)
+			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
+						 "asset %s is unknown", uuid_text(&e->asset_id));
+	}
+}
+
+/*
+ * Find the position of an asset, creating an empty one when create is true.
+ */
+static Position *
+get_position(HTAB *positions, const MarketData *md, const pg_uuid_t *asset_id,
+			 bool create)
+{
+	bool		found;
+	Position   *pos;
+
+	pos = hash_search(positions, asset_id, create ? HASH_ENTER : HASH_FIND, &found);
+	if (pos != NULL && !found)
+	{
+		pos->asset = hash_search(md->assets, asset_id, HASH_FIND, NULL);
+		pos->quantity = const_zero;
+		pos->cost = const_zero;
+		pos->lots = NULL;
+		pos->head = pos->nlots = pos->maxlots = 0;
+		pos->trade_price = NULL;
+		pos->trade_rate = NULL;
+		pos->trade_date = 0;
+	}
+	return pos;
+}
+
+/*
+ * Add a bought lot to a position.
+ */
+static void
+add_lot(Position *pos, Numeric quantity, Numeric cost)
+{
+	if (pos->nlots == pos->maxlots)
+	{
+		pos->maxlots = pos->maxlots == 0 ? 4 : pos->maxlots * 2;
+		pos->lots = pos->lots == NULL
+			? palloc(sizeof(Lot) * pos->maxlots)
+			: repalloc(pos->lots, sizeof(Lot) * pos->maxlots);
+	}
+	pos->lots[pos->nlots].quantity = quantity;
+	pos->lots[pos->nlots].cost = cost;
+	pos->nlots++;
+	pos->quantity = n_add(pos->quantity, quantity);
+	pos->cost = n_add(pos->cost, cost);
+}
+
+/*
+ * Remove quantity (no more than is held) from a position and return the cost
+ * removed: oldest lots first, a partial lot pro rata (FIFO), or pro rata from
+ * the position's total cost (average).  The lots are kept in step under both
+ * methods, but only FIFO reads their costs.
+ */
+static Numeric
+remove_quantity(Position *pos, Numeric quantity, CostMethod method)
+{
+	Numeric		removed = const_zero;
+	Numeric		remaining = quantity;
+
+	if (method == COST_AVERAGE)
+		removed = n_div(n_mul(pos->cost, quantity), pos->quantity);
+
+	while (pos->head < pos->nlots && n_cmp(remaining, const_zero) > 0)
+	{
+		Lot		   *lot = &pos->lots[pos->head];
+
+		if (n_cmp(lot->quantity, remaining) <= 0)
+		{
+			if (method == COST_FIFO)
+				removed = n_add(removed, lot->cost);
+			remaining = n_sub(remaining, lot->quantity);
+			pos->head++;
+		}
+		else
+		{
+			Numeric		part = n_div(n_mul(lot->cost, remaining), lot->quantity);
+
+			if (method == COST_FIFO)
+				removed = n_add(removed, part);
+			lot->cost = n_sub(lot->cost, part);
+			lot->quantity = n_sub(lot->quantity, remaining);
+			remaining = const_zero;
+		}
+	}
+
+	pos->quantity = n_sub(pos->quantity, quantity);
+	if (n_cmp(pos->quantity, const_zero) == 0)
+	{
+		/* fully sold: no residue of a division may linger */
+		pos->cost = const_zero;
+		pos->head = pos->nlots = 0;
+	}
+	else
+		pos->cost = n_sub(pos->cost, removed);
+	return removed;
+}
+
+/*
+ * Money leaves the portfolio (BUY, FEE): out of cash when the portfolio has a
+ * cash account, else an external flow in.
+ */
+static void
+pay(Totals *t, Numeric amount, bool on_day)
+{
+	if (t->has_cash)
+		t->cash = n_sub(t->cash, amount);
+	else
+	{
+		t->flows = n_add(t->flows, amount);
+		if (on_day)
+			t->day_flow = n_add(t->day_flow, amount);
+	}
+}
+
+/*
+ * Money reaches the portfolio (SELL, DIVIDEND): into cash, else a flow out.
+ */
+static void
+receive(Totals *t, Numeric amount, bool on_day)
+{
+	if (t->has_cash)
+		t->cash = n_add(t->cash, amount);
+	else
+	{
+		t->flows = n_sub(t->flows, amount);
+		if (on_day)
+			t->day_flow = n_sub(t->day_flow, amount);
+	}
+}
+
+/*
+ * An external flow through the cash account (DEPOSIT +, WITHDRAWAL -).
+ */
+static void
+external_flow(Totals *t, Numeric amount, bool on_day)
+{
+	t->flows = n_add(t->flows, amount);
+	if (on_day)
+		t->day_flow = n_add(t->day_flow, amount);
+}
+
+/*
+ * Apply one checked ledger row to the positions and totals.
+ */
+static void
+apply_entry(const MarketData *md, const PortfolioLedger *ledger,
+			const LedgerEntry *e, HTAB *positions, Totals *t)
+{
+	Numeric		gross = n_mul(e->quantity, e->price);
+	Numeric		fee = e->fee ? e->fee : const_zero;
+	Numeric		rate = e->rate ? e->rate : const_one;
+	Numeric		fee_base = n_mul(fee, rate);
+	bool		on_day = snapshot_utc_date(e->transaction_date) == md->snapshot_date;
+	Position   *pos = NULL;
+	Numeric		amount;
+
+	switch (e->type)
+	{
+		case TXN_BUY:
+			amount = n_mul(n_add(gross, fee), rate);
+			pos = get_position(positions, md, &e->asset_id, true);
+			add_lot(pos, e->quantity, amount);
+			pay(t, amount, on_day);
+			t->fees = n_add(t->fees, fee_base);
+			break;
+
+		case TXN_SELL:
+			pos = get_position(positions, md, &e->asset_id, false);
+			if (pos == NULL || n_cmp(e->quantity, pos->quantity) > 0)
+				LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, e,
+							 "sells %s of asset %s but only %s is held",
+							 n_text(e->quantity), uuid_text(&e->asset_id),
+							 n_text(pos ? pos->quantity : const_zero));
+			amount = n_mul(n_sub(gross, fee), rate);
+			t->realized = n_add(t->realized,
+								n_sub(amount, remove_quantity(pos, e->quantity,
+															  md->cost_method)));
+			receive(t, amount, on_day);
+			t->fees = n_add(t->fees, fee_base);
+			break;
+
+		case TXN_DEPOSIT:
+			amount = n_mul(gross, rate);
+			t->cash = n_sub(n_add(t->cash, amount), fee_base);
+			external_flow(t, amount, on_day);
+			t->fees = n_add(t->fees, fee_base);
+			return;
+
+		case TXN_WITHDRAWAL:
+			amount = n_mul(gross, rate);
+			t->cash = n_sub(n_sub(t->cash, amount), fee_base);
+			external_flow(t, n_sub(const_zero, amount), on_day);
+			t->fees = n_add(t->fees, fee_base);
+			return;
+
+		case TXN_DIVIDEND:
+			t->income = n_add(t->income, n_mul(gross, rate));
+			receive(t, n_mul(n_sub(gross, fee), rate), on_day);
+			t->fees = n_add(t->fees, fee_base);
+			return;
+
+		case TXN_FEE:
+			amount = n_mul(n_add(gross, fee), rate);
+			pay(t, amount, on_day);
+			t->fees = n_add(t->fees, amount);
+			return;
+
+		case TXN_UNKNOWN:
+			elog(ERROR, "unchecked ledger entry");
+	}
+
+	/* BUY and SELL: remember the trade for the price and FX fallbacks */
+	pos->trade_price = e->price;
+	pos->trade_rate = rate;
+	pos->trade_date = snapshot_utc_date(e->transaction_date);
+}
+
+/*
+ * Price and FX for one open position, counting fallbacks in out.
+ */
+static void
+value_position(const MarketData *md, const char *base_currency, Position *pos,
+			   ValuedPosition *vp, SnapshotFigures *out)
+{
+	PriceInfo  *price = hash_search(md->prices, &pos->asset_id, HASH_FIND, NULL);
+	const char *currency = pos->asset->currency;
+
+	vp->pos = pos;
+	if (price != NULL)
+	{
+		vp->price = price->close;
+		vp->price_date = price->price_date;
+		if (md->snapshot_date - price->price_date > md->stale_after_days)
+		{
+			vp->price_source = "stale";
+			out->stale_prices++;
+		}
+		else
+			vp->price_source = "market";
+	}
+	else
+	{
+		vp->price = pos->trade_price;
+		vp->price_date = pos->trade_date;
+		vp->price_source = "last_trade";
+		out->missing_prices++;
+	}
+
+	vp->fx_rate = NULL;
+	if (currency != NULL && strcmp(currency, base_currency) == 0)
+		vp->fx_rate = const_one;
+	else if (currency != NULL && md->fx != NULL)
+	{
+		FxKey		key;
+		FxInfo	   *fx;
+
+		snapshot_fx_key(&key, currency, base_currency);
+		fx = hash_search(md->fx, &key, HASH_FIND, NULL);
+		if (fx != NULL)
+			vp->fx_rate = fx->rate;
+		else
+		{
+			snapshot_fx_key(&key, base_currency, currency);
+			fx = hash_search(md->fx, &key, HASH_FIND, NULL);
+			if (fx != NULL)
+				vp->fx_rate = n_div(const_one, fx->rate);
+		}
+	}
+	if (vp->fx_rate == NULL)
+	{
+		vp->fx_rate = pos->trade_rate;
+		out->missing_fx++;
+	}
+
+	vp->market_value = n_mul(n_mul(pos->quantity, vp->price), vp->fx_rate);
+}
+
+/*
+ * Order open positions by symbol, then asset id.
+ */
+static int
+compare_positions(const void *a, const void *b)
+{
+	const ValuedPosition *pa = a;
+	const ValuedPosition *pb = b;
+	int			c = strcmp(pa->pos->asset->symbol, pb->pos->asset->symbol);
+
+	if (c != 0)
+		return c;
+	return memcmp(pa->pos->asset_id.data, pb->pos->asset_id.data, UUID_LEN);
+}
+
+static void
+push_key(JsonbParseState **state, const char *key)
+{
+	JsonbValue	v;
+
+	v.type = jbvString;
+	v.val.string.val = (char *) key;
+	v.val.string.len = strlen(key);
+	pushJsonbValue(state, WJB_KEY, &v);
+}
+
+static void
+push_string(JsonbParseState **state, const char *key, const char *value)
+{
+	JsonbValue	v;
+
+	push_key(state, key);
+	if (value == NULL)
+		v.type = jbvNull;
+	else
+	{
+		v.type = jbvString;
+		v.val.string.val = (char *) value;
+		v.val.string.len = strlen(value);
+	}
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+static void
+push_numeric(JsonbParseState **state, const char *key, Numeric value)
+{
+	JsonbValue	v;
+
+	push_key(state, key);
+	v.type = jbvNumeric;
+	v.val.numeric = n_round(value);
+	pushJsonbValue(state, WJB_VALUE, &v);
+}
+
+/*
+ * The positions array: one object per open position, by symbol.
+ */
+static Jsonb *
+positions_jsonb(ValuedPosition *vps, int n)
+{
+	JsonbParseState *state = NULL;
+	JsonbValue *result;
+
+	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	for (int i = 0; i < n; i++)
+	{
+		ValuedPosition *vp = &vps[i];
+
+		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
+		push_string(&state, "asset_id", uuid_text(&vp->pos->asset_id));
+		push_string(&state, "symbol", vp->pos->asset->symbol);
+		push_numeric(&state, "quantity", vp->pos->quantity);
+		push_numeric(&state, "price", vp->price);
+		push_string(&state, "price_date",
+					DatumGetCString(DirectFunctionCall1(date_out,
+														DateADTGetDatum(vp->price_date))));
+		push_string(&state, "price_source", vp->price_source);
+		push_string(&state, "currency", vp->pos->asset->currency);
+		push_numeric(&state, "fx_rate", vp->fx_rate);
+		push_numeric(&state, "market_value", vp->market_value);
+		push_numeric(&state, "cost_basis", vp->pos->cost);
+		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
+	}
+	result = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
+	return JsonbValueToJsonb(result);
+}
+
+/*
+ * Value one portfolio as of md->snapshot_date.  The ledger holds the
+ * portfolio's transactions dated before the end of that UTC day, in ledger
+ * order.  Everything is allocated in CurrentMemoryContext, which the caller
+ * resets per portfolio.  Raises a class 22 error on bad data.
+ */
+void
+snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
+						 SnapshotFigures *out)
+{
+	HASHCTL		hctl;
+	HTAB	   *positions;
+	HASH_SEQ_STATUS seq;
+	Position   *pos;
+	Totals		t;
+	ValuedPosition *vps;
+	int			nvps = 0;
+	Numeric		market_value;
+	Numeric		total_cost;
+
+	init_constants();
+
+	if (ledger->base_currency == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("portfolio %s has no base currency", uuid_text(&ledger->id)),
+				errhint("Set the portfolio's base_currency, then capture it again."));
+
+	memset(&t, 0, sizeof(t));
+	t.cash = t.realized = t.income = t.fees = t.flows = t.day_flow = const_zero;
+	for (int i = 0; i < ledger->nentries; i++)
+	{
+		check_entry(md, ledger, &ledger->entries[i]);
+		if (ledger->entries[i].type == TXN_DEPOSIT ||
+			ledger->entries[i].type == TXN_WITHDRAWAL)
+			t.has_cash = true;
+	}
+
+	hctl.keysize = sizeof(pg_uuid_t);
+	hctl.entrysize = sizeof(Position);
+	hctl.hcxt = CurrentMemoryContext;
+	positions = hash_create("snapshot positions", 16, &hctl,
+							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+
+	for (int i = 0; i < ledger->nentries; i++)
+		apply_entry(md, ledger, &ledger->entries[i], positions, &t);
+
+	memset(out, 0, sizeof(SnapshotFigures));
+	vps = palloc(sizeof(ValuedPosition) * Max(hash_get_num_entries(positions), 1));
+	market_value = const_zero;
+	total_cost = const_zero;
+	hash_seq_init(&seq, positions);
+	while ((pos = hash_seq_search(&seq)) != NULL)
+	{
+		if (n_cmp(pos->quantity, const_zero) == 0)
+			continue;
+		value_position(md, ledger->base_currency, pos, &vps[nvps], out);
+		market_value = n_add(market_value, vps[nvps].market_value);
+		total_cost = n_add(total_cost, pos->cost);
+		nvps++;
+	}
+	qsort(vps, nvps, sizeof(ValuedPosition), compare_positions);
+
+	out->market_value = n_round(market_value);
+	out->cash_balance = n_round(t.cash);
+	out->net_worth = n_round(n_add(market_value, t.cash));
+	out->total_cost = n_round(total_cost);
+	out->unrealized_pnl = n_round(n_sub(market_value, total_cost));
+	out->realized_pnl = n_round(t.realized);
+	out->income = n_round(t.income);
+	out->fees = n_round(t.fees);
+	out->net_contribution = n_round(t.flows);
+	out->day_flow = n_round(t.day_flow);
+	out->position_count = nvps;
+	out->positions = positions_jsonb(vps, nvps);
+}
