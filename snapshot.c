@@ -458,7 +458,7 @@ prepare_upsert(Capture *cap)
 						   ") SELECT u.c1, $1, u.c2, $2, $3, $4");
 	for (int i = 0; i < (int) lengthof(columns); i++)
 		appendStringInfo(&sql, ", u.c%d", i + 3);
-	appendStringInfoString(&sql, " FROM pg_catalog.unnest(");
+	appendStringInfoString(&sql, " FROM ROWS FROM (");
 	types[0] = DATEOID;
 	types[1] = INT8OID;
 	types[2] = JSONBOID;
@@ -472,7 +472,7 @@ prepare_upsert(Capture *cap)
 			: JSONBOID;
 
 		types[4 + i] = get_array_type(elemtype);
-		appendStringInfo(&sql, "%s$%d", i == 0 ? "" : ", ", i + 5);
+		appendStringInfo(&sql, "%spg_catalog.unnest($%d)", i == 0 ? "" : ", ", i + 5);
 	}
 	appendStringInfoString(&sql, ") AS u(c1, c2");
 	for (int i = 0; i < (int) lengthof(columns); i++)

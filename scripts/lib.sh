@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# scripts/lib.sh: shared helpers of scripts/demo.sh and scripts/test.sh.
+# Installs what is missing (as root, from Debian), builds and installs the
+# extension, and runs throwaway PostgreSQL clusters under .tmp/ in the project.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PG_MAJOR=15
+PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+DEBIAN_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
+                 postgresql-$PG_MAJOR-cron libtap-parser-sourcehandler-pgtap-perl make gcc)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# Install the Debian packages the project needs, when any is missing.
+ensure_packages() {
+    local missing=()
+    for p in "${DEBIAN_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing Debian packages: ${missing[*]}"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { echo "missing packages ${missing[*]}; install them as root" >&2; exit 1; }
+        sudo="sudo"
+    fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Build with -Werror and install the extension into the PostgreSQL tree.
+install_extension() {
+    log "building and installing the extension"
+    make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" >/dev/null
+    local sharedir; sharedir=$("$PGBIN/pg_config" --sharedir)
+    if [ -w "$sharedir/extension" ]; then
+        make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null
+    else
+        sudo make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null
+    fi
+}
+
+# The OS user that runs the server: postgres when we are root.
+server_user() { if [ "$(id -u)" -eq 0 ]; then echo postgres; else id -un; fi; }
+as_server() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_cluster NAME PORT [extra postgresql.conf lines]: a fresh cluster in
+# .tmp/NAME, listening only on a Unix socket in .tmp/NAME/run.  Exports
+# PGHOST, PGPORT, PGUSER and PGDATABASE for the callers' psql.
+start_cluster() {
+    local name=$1 port=$2; shift 2
+    local dir="$ROOT/.tmp/$name"
+    stop_cluster "$name"
+    rm -rf "$dir"
+    mkdir -p "$dir/run"
+    [ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir" && chmod 755 "$ROOT/.tmp"
+    as_server "$PGBIN/initdb" -D "$dir/data" -U "$(server_user)" --auth=trust \
+        --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1
+    {
+        echo "listen_addresses = ''"
+        echo "unix_socket_directories = '$dir/run'"
+        echo "port = $port"
+        echo "timezone = 'UTC'"
+        echo "max_connections = 50"
+        echo "fsync = off"
+        for line in "$@"; do echo "$line"; done
+    } >>"$dir/data/postgresql.conf"
+    as_server "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
+    export PGHOST="$dir/run" PGPORT=$port PGUSER=$(server_user) PGDATABASE=postgres
+    log "cluster $name is up (PGHOST=$PGHOST PGPORT=$PGPORT)"
+}
+
+stop_cluster() {
+    local dir="$ROOT/.tmp/$1"
+    [ -f "$dir/data/postmaster.pid" ] || return 0
+    as_server "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
