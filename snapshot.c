@@ -160,11 +160,8 @@ check_snapshot_date(FunctionCallInfo fcinfo, int argno)
 	if (d > utc_today())
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("snapshot_date %s is in the future",
-					   DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(d)))),
-				errdetail("Today is %s in UTC.",
-						  DatumGetCString(DirectFunctionCall1(date_out,
-															  DateADTGetDatum(utc_today())))),
+				errmsg("snapshot_date %s is in the future", snapshot_date_iso(d)),
+				errdetail("Today is %s in UTC.", snapshot_date_iso(utc_today())),
 				errhint("A snapshot values a day that has begun; capture today or an earlier day."));
 	return d;
 }
@@ -419,8 +416,7 @@ ensure_partition(Capture *cap, DateADT d)
 			0, NULL, NULL, NULL, false, SPI_OK_UTILITY);
 	spi_run(psprintf("ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')",
 					 parent_name, qualified,
-					 DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(from))),
-					 DatumGetCString(DirectFunctionCall1(date_out, DateADTGetDatum(to)))),
+					 snapshot_date_iso(from), snapshot_date_iso(to)),
 			0, NULL, NULL, NULL, false, SPI_OK_UTILITY);
 }
 

@@ -121,6 +121,7 @@ typedef struct SnapshotFigures
 /* snapshot_valuation.c */
 extern TxnType snapshot_parse_txn_type(const char *type_text);
 extern DateADT snapshot_utc_date(TimestampTz ts);
+extern char *snapshot_date_iso(DateADT d);
 extern void snapshot_fx_key(FxKey *key, const char *from, const char *to);
 extern void snapshot_value_portfolio(const MarketData *md,
 									 const PortfolioLedger *ledger,

@@ -19,6 +19,7 @@
 
 #include "common/hashfn.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 
@@ -185,6 +186,20 @@ snapshot_utc_date(TimestampTz ts)
 	if (ts >= 0)
 		return (DateADT) (ts / USECS_PER_DAY);
 	return (DateADT) (-((-ts - 1) / USECS_PER_DAY) - 1);
+}
+
+/*
+ * A date as YYYY-MM-DD, whatever the session's DateStyle.
+ */
+char *
+snapshot_date_iso(DateADT d)
+{
+	int			y,
+				m,
+				day;
+
+	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
+	return psprintf("%04d-%02d-%02d", y, m, day);
 }
 
 /*
@@ -599,9 +614,7 @@ positions_jsonb(ValuedPosition *vps, int n)
 		push_string(&state, "symbol", vp->pos->asset->symbol);
 		push_numeric(&state, "quantity", vp->pos->quantity);
 		push_numeric(&state, "price", vp->price);
-		push_string(&state, "price_date",
-					DatumGetCString(DirectFunctionCall1(date_out,
-														DateADTGetDatum(vp->price_date))));
+		push_string(&state, "price_date", snapshot_date_iso(vp->price_date));
 		push_string(&state, "price_source", vp->price_source);
 		push_string(&state, "currency", vp->pos->asset->currency);
 		push_numeric(&state, "fx_rate", vp->fx_rate);
