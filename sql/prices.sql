@@ -1,0 +1,76 @@
+-- prices: the latest close on or before the date (market), older than
+-- stale_after_days (stale), or none at all (the last trade's price).
+\set ECHO none
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+\set ON_ERROR_STOP true
+BEGIN;
+CREATE EXTENSION pgtap;
+CREATE EXTENSION snapshot;
+\i examples/schema.sql
+SELECT plan(8);
+
+INSERT INTO assets (id, symbol, currency) VALUES
+    ('0b000000-0000-0000-0000-000000000003', 'S3', 'USD'),
+    ('0b000000-0000-0000-0000-000000000001', 'S1', 'USD'),
+    ('0b000000-0000-0000-0000-000000000002', 'S2', 'USD');
+INSERT INTO portfolios (id, name, base_currency) VALUES
+    ('b0000000-0000-0000-0000-000000000001', 'prices', 'USD');
+INSERT INTO transactions (id, portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+OVERRIDING SYSTEM VALUE VALUES
+    (1, 'b0000000-0000-0000-0000-000000000001', '0b000000-0000-0000-0000-000000000001', 'BUY', 1, 40, 0, NULL, '2026-02-20 09:00+00'),
+    (2, 'b0000000-0000-0000-0000-000000000001', '0b000000-0000-0000-0000-000000000002', 'BUY', 1, 55, 0, NULL, '2026-02-20 09:00+00'),
+    (3, 'b0000000-0000-0000-0000-000000000001', '0b000000-0000-0000-0000-000000000003', 'BUY', 1, 70, 0, NULL, '2026-02-20 09:00+00'),
+    (4, 'b0000000-0000-0000-0000-000000000001', '0b000000-0000-0000-0000-000000000003', 'BUY', 1, 75, 0, NULL, '2026-02-21 09:00+00');
+INSERT INTO asset_prices (asset_id, price_date, close) VALUES
+    ('0b000000-0000-0000-0000-000000000001', '2026-02-28', 50),   -- 5 days before 2026-03-05
+    ('0b000000-0000-0000-0000-000000000001', '2026-03-06', 99),   -- after the date: ignored
+    ('0b000000-0000-0000-0000-000000000002', '2026-02-27', 60);   -- 6 days before
+
+SELECT snapshot.snapshot_configure();
+SELECT is(status, 'succeeded', 'the run succeeds') FROM snapshot.capture_all_snapshots('2026-03-05');
+SELECT results_eq(
+    $$SELECT market_value, total_cost, unrealized_pnl, position_count, missing_prices, stale_prices
+        FROM snapshot.portfolio_snapshots WHERE portfolio_id = 'b0000000-0000-0000-0000-000000000001'$$,
+    $$VALUES (260::numeric, 240::numeric, 20::numeric, 3, 1, 1)$$,
+    'S1 at 50, S2 at 60 (stale), S3 at its last trade price 75 (missing)');
+SELECT results_eq(
+    $$SELECT p->>'symbol', (p->>'price')::numeric, p->>'price_date', p->>'price_source', (p->>'market_value')::numeric
+        FROM snapshot.portfolio_snapshots, jsonb_array_elements(positions) WITH ORDINALITY AS e(p, n)
+       WHERE portfolio_id = 'b0000000-0000-0000-0000-000000000001' ORDER BY e.n$$,
+    $$VALUES ('S1', 50::numeric, '2026-02-28', 'market', 50::numeric),
+             ('S2', 60::numeric, '2026-02-27', 'stale', 60::numeric),
+             ('S3', 75::numeric, '2026-02-21', 'last_trade', 150::numeric)$$,
+    'positions are ordered by symbol, each with its price source and date');
+
+SELECT snapshot.snapshot_configure(stale_after_days => 6);
+SELECT results_eq(
+    $$SELECT stale_prices, missing_prices, positions->1->>'price_source'
+        FROM snapshot.capture_snapshot('b0000000-0000-0000-0000-000000000001', '2026-03-05')$$,
+    $$VALUES (0, 1, 'market')$$,
+    'stale_after_days = 6: a close 6 days old is still market');
+SELECT snapshot.snapshot_configure(stale_after_days => 0);
+SELECT results_eq(
+    $$SELECT stale_prices, missing_prices
+        FROM snapshot.capture_snapshot('b0000000-0000-0000-0000-000000000001', '2026-02-28')$$,
+    $$VALUES (1, 1)$$,
+    'stale_after_days = 0: the close of the day itself is market, the day before''s is stale');
+SELECT results_eq(
+    $$SELECT stale_prices, market_value
+        FROM snapshot.capture_snapshot('b0000000-0000-0000-0000-000000000001', '2026-03-01')$$,
+    $$VALUES (2, 260::numeric)$$,
+    'stale_after_days = 0: a close of the day before is stale');
+INSERT INTO asset_prices (asset_id, price_date, close) VALUES
+    ('0b000000-0000-0000-0000-000000000003', '2026-03-05', 80);
+SELECT results_eq(
+    $$SELECT missing_prices, market_value
+        FROM snapshot.capture_snapshot('b0000000-0000-0000-0000-000000000001', '2026-03-05')$$,
+    $$VALUES (0, 270::numeric)$$,
+    'once S3 is quoted, its close replaces the last trade price');
+SELECT is(missing_prices, 1, 'a backfill before that quote still falls back')
+  FROM snapshot.capture_snapshot('b0000000-0000-0000-0000-000000000001', '2026-03-04');
+
+SELECT * FROM finish();
+ROLLBACK;
