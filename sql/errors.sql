@@ -1,0 +1,114 @@
+-- errors: every data error fails that portfolio's capture with a class 22
+-- SQLSTATE and a message naming the portfolio, the transaction and the reason.
+\set ECHO none
+\set QUIET 1
+\pset format unaligned
+\pset tuples_only true
+\pset pager off
+\set ON_ERROR_STOP true
+BEGIN;
+CREATE EXTENSION pgtap;
+CREATE EXTENSION snapshot;
+\i examples/schema.sql
+SELECT plan(17);
+
+-- the application's schema forbids some of these; a ledger from elsewhere may not
+ALTER TABLE transactions DROP CONSTRAINT transactions_asset_id_fkey;
+ALTER TABLE portfolios ALTER COLUMN base_currency DROP NOT NULL;
+
+INSERT INTO assets (id, symbol, currency) VALUES
+    ('0e000000-0000-0000-0000-000000000001', 'ERR', 'USD');
+INSERT INTO portfolios (id, name, base_currency)
+SELECT ('e0000000-0000-0000-0000-0000000000' || lpad(n::text, 2, '0'))::uuid, 'case ' || n, 'USD'
+  FROM generate_series(1, 13) AS n;
+UPDATE portfolios SET base_currency = NULL WHERE id = 'e0000000-0000-0000-0000-000000000013';
+
+-- every portfolio starts with a good BUY of 10 (id = 100 + case)
+INSERT INTO transactions (id, portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+OVERRIDING SYSTEM VALUE
+SELECT 100 + n, ('e0000000-0000-0000-0000-0000000000' || lpad(n::text, 2, '0'))::uuid,
+       '0e000000-0000-0000-0000-000000000001', 'BUY', 10, 10, 0, NULL, '2026-03-01 09:00+00'
+  FROM generate_series(1, 13) AS n;
+INSERT INTO transactions (id, portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+OVERRIDING SYSTEM VALUE VALUES
+    (1, 'e0000000-0000-0000-0000-000000000001', '0e000000-0000-0000-0000-000000000001', 'sync', 1, 10, 0, NULL, '2026-03-02 09:00+00'),
+    (2, 'e0000000-0000-0000-0000-000000000002', '0e000000-0000-0000-0000-000000000001', 'BUY', NULL, 10, 0, NULL, '2026-03-02 09:00+00'),
+    (3, 'e0000000-0000-0000-0000-000000000003', '0e000000-0000-0000-0000-000000000001', 'BUY', 0, 10, 0, NULL, '2026-03-02 09:00+00'),
+    (4, 'e0000000-0000-0000-0000-000000000004', '0e000000-0000-0000-0000-000000000001', 'SELL', -1, 10, 0, NULL, '2026-03-02 09:00+00'),
+    (5, 'e0000000-0000-0000-0000-000000000005', '0e000000-0000-0000-0000-000000000001', 'BUY', 1, -10, 0, NULL, '2026-03-02 09:00+00'),
+    (6, 'e0000000-0000-0000-0000-000000000006', '0e000000-0000-0000-0000-000000000001', 'BUY', 1, 10, -1, NULL, '2026-03-02 09:00+00'),
+    (7, 'e0000000-0000-0000-0000-000000000007', '0e000000-0000-0000-0000-000000000001', 'DIVIDEND', 1, NULL, 0, NULL, '2026-03-02 09:00+00'),
+    (8, 'e0000000-0000-0000-0000-000000000008', NULL, 'DIVIDEND', 1, 10, 0, NULL, '2026-03-02 09:00+00'),
+    (9, 'e0000000-0000-0000-0000-000000000009', '0e000000-0000-0000-0000-0000000000ff', 'BUY', 1, 10, 0, NULL, '2026-03-02 09:00+00'),
+    (10, 'e0000000-0000-0000-0000-000000000010', '0e000000-0000-0000-0000-000000000001', 'SELL', 10.5, 10, 0, NULL, '2026-03-02 09:00+00'),
+    (11, 'e0000000-0000-0000-0000-000000000011', '0e000000-0000-0000-0000-000000000001', 'BUY', 1, 10, 0, 0, '2026-03-02 09:00+00'),
+    (12, 'e0000000-0000-0000-0000-000000000012', '0e000000-0000-0000-0000-0000000000aa', 'SELL', 1, 10, 0, NULL, '2026-03-02 09:00+00');
+SELECT snapshot.snapshot_configure();
+
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000001', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000001, transaction 1: unknown transaction type "sync"',
+    'an unknown type');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000002', '2026-03-05')$$,
+    '22004', 'portfolio e0000000-0000-0000-0000-000000000002, transaction 2: quantity is null',
+    'a NULL quantity');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000003', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000003, transaction 3: quantity 0 is not positive',
+    'a zero quantity');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000004', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000004, transaction 4: quantity -1 is not positive',
+    'a negative quantity');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000005', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000005, transaction 5: price -10 is negative',
+    'a negative price');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000006', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000006, transaction 6: fee -1 is negative',
+    'a negative fee');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000007', '2026-03-05')$$,
+    '22004', 'portfolio e0000000-0000-0000-0000-000000000007, transaction 7: price is null',
+    'a NULL price');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000008', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000008, transaction 8: a DIVIDEND needs an asset_id',
+    'an asset type without asset_id');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000009', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000009, transaction 9: asset 0e000000-0000-0000-0000-0000000000ff is unknown',
+    'an unknown asset');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000010', '2026-03-05')$$,
+    '22000', 'portfolio e0000000-0000-0000-0000-000000000010, transaction 10: sells 10.5 of asset 0e000000-0000-0000-0000-000000000001 but only 10 is held',
+    'overselling');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000011', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000011, transaction 11: exchange rate 0 is not positive',
+    'a zero exchange rate');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000013', '2026-03-05')$$,
+    '22004', 'portfolio e0000000-0000-0000-0000-000000000013 has no base currency',
+    'a NULL base currency');
+
+-- the asset check comes before the sale: an unknown asset is reported as such
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 12: asset 0e000000-0000-0000-0000-0000000000aa is unknown',
+    'a sale of an unknown asset');
+
+-- the ledger up to the date decides: the day before the bad row, all is well
+SELECT is((snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000001', '2026-03-01')).market_value,
+          100::numeric, 'a bad row after the snapshot date does not matter (last trade price 10 x 10)');
+
+-- the same errors in a full run are recorded, each with its SQLSTATE
+SELECT results_eq(
+    $$SELECT status, portfolios, captured, failed FROM snapshot.capture_all_snapshots('2026-03-05')$$,
+    $$VALUES ('failed', 13, 0, 13)$$,
+    'a run where every portfolio fails is failed');
+SELECT results_eq(
+    $$SELECT portfolio_id::text, sqlstate FROM snapshot.snapshot_run_errors ORDER BY portfolio_id$$,
+    $$VALUES ('e0000000-0000-0000-0000-000000000001', '22023'), ('e0000000-0000-0000-0000-000000000002', '22004'),
+             ('e0000000-0000-0000-0000-000000000003', '22023'), ('e0000000-0000-0000-0000-000000000004', '22023'),
+             ('e0000000-0000-0000-0000-000000000005', '22023'), ('e0000000-0000-0000-0000-000000000006', '22023'),
+             ('e0000000-0000-0000-0000-000000000007', '22004'), ('e0000000-0000-0000-0000-000000000008', '22023'),
+             ('e0000000-0000-0000-0000-000000000009', '22023'), ('e0000000-0000-0000-0000-000000000010', '22000'),
+             ('e0000000-0000-0000-0000-000000000011', '22023'), ('e0000000-0000-0000-0000-000000000012', '22023'),
+             ('e0000000-0000-0000-0000-000000000013', '22004')$$,
+    'each failed portfolio is recorded with the SQLSTATE of its error');
+SELECT is(message, 'portfolio e0000000-0000-0000-0000-000000000001, transaction 1: unknown transaction type "sync"',
+          'the recorded message is the error message')
+  FROM snapshot.snapshot_run_errors WHERE portfolio_id = 'e0000000-0000-0000-0000-000000000001';
+
+SELECT * FROM finish();
+ROLLBACK;
