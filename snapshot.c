@@ -373,6 +373,20 @@ build_metadata(Capture *cap, const char *triggered_by)
 }
 
 /*
+ * The first day of the month after the one holding d.
+ */
+static DateADT
+next_month(DateADT d)
+{
+	int			y,
+				m,
+				day;
+
+	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
+	return (m == 12 ? date2j(y + 1, 1, 1) : date2j(y, m + 1, 1)) - POSTGRES_EPOCH_JDATE;
+}
+
+/*
  * Make sure the month partition holding date d exists.  It is created as a
  * plain table and then attached, because ATTACH PARTITION takes only a SHARE
  * UPDATE EXCLUSIVE lock on portfolio_snapshots, which readers and writers of
@@ -385,8 +399,8 @@ ensure_partition(Capture *cap, DateADT d)
 	int			y,
 				m,
 				day;
-	DateADT		from,
-				to;
+	DateADT		from;
+	DateADT		to;
 	char	   *name;
 	char	   *qualified;
 	Oid			parent;
@@ -394,7 +408,7 @@ ensure_partition(Capture *cap, DateADT d)
 
 	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
 	from = date2j(y, m, 1) - POSTGRES_EPOCH_JDATE;
-	to = (m == 12 ? date2j(y + 1, 1, 1) : date2j(y, m + 1, 1)) - POSTGRES_EPOCH_JDATE;
+	to = next_month(d);
 	name = psprintf("portfolio_snapshots_y%04dm%02d", y, m);
 
 	if (OidIsValid(get_relname_relid(name, cap->nspid)))
@@ -516,6 +530,20 @@ batch_add(Capture *cap, const PortfolioLedger *ledger, const SnapshotFigures *f)
 }
 
 /*
+ * Show the run's progress in pg_stat_activity.query.
+ */
+static void
+report_progress(Capture *cap)
+{
+	char		activity[128];
+
+	snprintf(activity, sizeof(activity),
+			 "capture_all_snapshots: " INT64_FORMAT "/" INT64_FORMAT " portfolios",
+			 cap->walked, cap->total);
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/*
  * Write the batch with one upsert and report progress.
  */
 static void
@@ -565,14 +593,7 @@ batch_flush(Capture *cap)
 	}
 
 	if (!cap->single)
-	{
-		char		activity[128];
-
-		snprintf(activity, sizeof(activity),
-				 "capture_all_snapshots: " INT64_FORMAT "/" INT64_FORMAT " portfolios",
-				 cap->walked, cap->total);
-		pgstat_report_activity(STATE_RUNNING, activity);
-	}
+		report_progress(cap);
 }
 
 /*
@@ -843,6 +864,14 @@ capture_run(Capture *cap, const char *triggered_by)
 	cap->metadata = build_metadata(cap, triggered_by);
 	prepare_upsert(cap);
 	ensure_partition(cap, cap->md.snapshot_date);
+
+	/*
+	 * A capture in the current month also creates next month's partition, so
+	 * that the first captures of a month find it committed and never wait
+	 * for one another's uncommitted partition.
+	 */
+	if (next_month(cap->md.snapshot_date) == next_month(utc_today()))
+		ensure_partition(cap, next_month(cap->md.snapshot_date));
 	walk_portfolios(cap);
 	PopActiveSnapshot();
 }
@@ -904,6 +933,7 @@ capture_all_snapshots(PG_FUNCTION_ARGS)
 	cap.run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 											 1, &isnull));
 
+	report_progress(&cap);
 	capture_run(&cap, triggered_by);
 
 	if (cap.failed == 0)
