@@ -8,7 +8,7 @@ DATA = snapshot--1.0.sql
 PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 
 # Every test file runs pgTAP inside pg_regress; see README.md ("Tests").
-REGRESS = configure valuation cash fx prices errors isolation inputs security concurrency
+REGRESS = configure valuation cash fx prices errors isolation inputs security concurrency dump
 REGRESS_OPTS = --load-extension=plpgsql
 
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Werror

@@ -51,7 +51,14 @@ CREATE TABLE @extschema@.snapshot_run_errors (
 
 /*
  * One valuation per portfolio and UTC day.  Range-partitioned by month; the
- * capture functions create (and attach) a month's partition on demand.
+ * capture functions create (and attach) a month's partition on demand, each
+ * with the primary key (portfolio_id, snapshot_date).  Since snapshot_date is
+ * the partition key, those keys make (portfolio_id, snapshot_date) unique in
+ * the whole table.  The key is declared per partition rather than on this
+ * parent because the parent belongs to the extension and the partitions do
+ * not: pg_dump restores a member parent's key before the partitions and then
+ * fails to add theirs ("multiple primary keys"), so a key here would break
+ * pg_dump/pg_restore of every snapshot.
  */
 CREATE TABLE @extschema@.portfolio_snapshots (
     portfolio_id     uuid NOT NULL,
@@ -74,8 +81,7 @@ CREATE TABLE @extschema@.portfolio_snapshots (
     positions        jsonb NOT NULL,
     metadata         jsonb NOT NULL,
     run_id           bigint,
-    captured_at      timestamptz NOT NULL,
-    PRIMARY KEY (portfolio_id, snapshot_date)
+    captured_at      timestamptz NOT NULL
 ) PARTITION BY RANGE (snapshot_date);
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.snapshot_config', '');

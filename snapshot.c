@@ -89,8 +89,6 @@ typedef struct Capture
 	int64		captured;
 	int64		failed;
 
-	/* the returned row of a single capture, in the caller's context */
-	Datum		result;
 } Capture;
 
 void		_PG_init(void);
@@ -387,6 +385,20 @@ next_month(DateADT d)
 }
 
 /*
+ * The name of the month partition holding date d.
+ */
+static char *
+partition_name(DateADT d)
+{
+	int			y,
+				m,
+				day;
+
+	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
+	return psprintf("portfolio_snapshots_y%04dm%02d", y, m);
+}
+
+/*
  * Make sure the month partition holding date d exists.  It is created as a
  * plain table and then attached, because ATTACH PARTITION takes only a SHARE
  * UPDATE EXCLUSIVE lock on portfolio_snapshots, which readers and writers of
@@ -409,7 +421,7 @@ ensure_partition(Capture *cap, DateADT d)
 	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
 	from = date2j(y, m, 1) - POSTGRES_EPOCH_JDATE;
 	to = next_month(d);
-	name = psprintf("portfolio_snapshots_y%04dm%02d", y, m);
+	name = partition_name(d);
 
 	if (OidIsValid(get_relname_relid(name, cap->nspid)))
 		return;
@@ -425,7 +437,8 @@ ensure_partition(Capture *cap, DateADT d)
 	qualified = psprintf("%s.%s", cap->nsp, quote_identifier(name));
 	parent_name = psprintf("%s.portfolio_snapshots", cap->nsp);
 	spi_run(psprintf("CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
-					 " INCLUDING STORAGE INCLUDING COMPRESSION)",
+					 " INCLUDING STORAGE INCLUDING COMPRESSION,"
+					 " PRIMARY KEY (portfolio_id, snapshot_date))",
 					 qualified, parent_name),
 			0, NULL, NULL, NULL, false, SPI_OK_UTILITY);
 	spi_run(psprintf("ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')",
@@ -436,7 +449,7 @@ ensure_partition(Capture *cap, DateADT d)
 
 /*
  * Prepare the upsert of a batch of snapshots: one statement per batch, the
- * rows passed as parallel arrays.
+ * rows passed as parallel arrays.  The date's partition must exist.
  */
 static void
 prepare_upsert(Capture *cap)
@@ -452,10 +465,14 @@ prepare_upsert(Capture *cap)
 
 	initStringInfo(&sql);
 	initStringInfo(&update);
+	/*
+	 * Every row of a capture has the same date, so the upsert goes straight
+	 * to that month's partition and its primary key arbitrates conflicts.
+	 */
 	appendStringInfo(&sql,
-					 "INSERT INTO %s.portfolio_snapshots AS s (portfolio_id, snapshot_date,"
+					 "INSERT INTO %s.%s AS s (portfolio_id, snapshot_date,"
 					 " base_currency, run_id, metadata, captured_at",
-					 cap->nsp);
+					 cap->nsp, quote_identifier(partition_name(cap->md.snapshot_date)));
 	appendStringInfoString(&update, "base_currency = EXCLUDED.base_currency,"
 						   " run_id = EXCLUDED.run_id, metadata = EXCLUDED.metadata,"
 						   " captured_at = EXCLUDED.captured_at");
@@ -489,8 +506,6 @@ prepare_upsert(Capture *cap)
 		appendStringInfo(&sql, ", c%d", i + 3);
 	appendStringInfo(&sql, ") ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET %s",
 					 update.data);
-	if (cap->single)
-		appendStringInfoString(&sql, " RETURNING s.*");
 
 	cap->upsert_plan = SPI_prepare(sql.data, 4 + SNAPSHOT_BATCH_ARRAYS, types);
 	if (cap->upsert_plan == NULL)
@@ -580,14 +595,9 @@ batch_flush(Capture *cap)
 		MemoryContextSwitchTo(old);
 
 		rc = SPI_execute_plan(cap->upsert_plan, values, nulls, false, 0);
-		if (rc != (cap->single ? SPI_OK_INSERT_RETURNING : SPI_OK_INSERT))
+		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "snapshot: upsert of snapshots returned %s",
 				 SPI_result_code_string(rc));
-		if (cap->single)
-			cap->result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0],
-														  SPI_tuptable->tupdesc));
-		else
-			SPI_freetuptable(SPI_tuptable);
 		cap->nbatch = 0;
 		MemoryContextReset(cap->batch_cxt);
 	}
@@ -862,7 +872,6 @@ capture_run(Capture *cap, const char *triggered_by)
 	PushActiveSnapshot(GetTransactionSnapshot());
 	load_market_data(cap);
 	cap->metadata = build_metadata(cap, triggered_by);
-	prepare_upsert(cap);
 	ensure_partition(cap, cap->md.snapshot_date);
 
 	/*
@@ -872,6 +881,7 @@ capture_run(Capture *cap, const char *triggered_by)
 	 */
 	if (next_month(cap->md.snapshot_date) == next_month(utc_today()))
 		ensure_partition(cap, next_month(cap->md.snapshot_date));
+	prepare_upsert(cap);
 	walk_portfolios(cap);
 	PopActiveSnapshot();
 }
@@ -973,6 +983,9 @@ capture_snapshot(PG_FUNCTION_ARGS)
 {
 	Capture		cap;
 	DateADT		snapshot_date;
+	Oid			types[2] = {UUIDOID, DATEOID};
+	Datum		values[2];
+	Datum		result;
 
 	if (PG_ARGISNULL(0))
 		ereport(ERROR,
@@ -990,6 +1003,17 @@ capture_snapshot(PG_FUNCTION_ARGS)
 				errcode(ERRCODE_NO_DATA_FOUND),
 				errmsg("portfolio %s does not exist",
 					   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&cap.portfolio_id)))));
+
+	/* read the row back through the parent, whose row type we return */
+	values[0] = UUIDPGetDatum(&cap.portfolio_id);
+	values[1] = DateADTGetDatum(snapshot_date);
+	spi_run(psprintf("SELECT s.* FROM %s.portfolio_snapshots s"
+					 " WHERE s.portfolio_id OPERATOR(pg_catalog.=) $1"
+					 " AND s.snapshot_date OPERATOR(pg_catalog.=) $2", cap.nsp),
+			2, types, values, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		elog(ERROR, "snapshot: the snapshot just written was not found");
+	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
 	SPI_finish();
-	PG_RETURN_DATUM(cap.result);
+	PG_RETURN_DATUM(result);
 }

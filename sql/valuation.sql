@@ -10,7 +10,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(41);
+SELECT plan(42);
 
 INSERT INTO assets (id, symbol, currency) VALUES
     ('0a000000-0000-0000-0000-000000000001', 'XYZ', 'USD');
@@ -170,8 +170,10 @@ SELECT is(count(*), 1::bigint, 'the February snapshot lands in the February part
   FROM snapshot.portfolio_snapshots_y2026m02;
 SELECT is((SELECT partstrat FROM pg_partitioned_table WHERE partrelid = 'snapshot.portfolio_snapshots'::regclass),
           'r', 'portfolio_snapshots is range-partitioned');
-SELECT col_is_pk('snapshot', 'portfolio_snapshots', ARRAY['portfolio_id', 'snapshot_date'],
-                 'the primary key is (portfolio_id, snapshot_date)');
+SELECT col_is_pk('snapshot', 'portfolio_snapshots_y2026m03', ARRAY['portfolio_id', 'snapshot_date'],
+                 'each partition''s primary key is (portfolio_id, snapshot_date)');
+SELECT throws_ok($$INSERT INTO snapshot.portfolio_snapshots SELECT * FROM snapshot.portfolio_snapshots LIMIT 1$$,
+                 '23505', NULL, 'a second snapshot of a portfolio and date is impossible');
 
 -- The run row.
 SELECT results_eq(
