@@ -54,9 +54,21 @@ start_cluster() {
     local name=$1 port=$2; shift 2
     local dir="$ROOT/.tmp/$name"
     stop_cluster "$name"
-    rm -rf "$dir"
+    rm -rf "$dir" "$(readlink "$dir" 2>/dev/null || true)"
+    mkdir -p "$ROOT/.tmp"
+    if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$ROOT/.tmp" 2>/dev/null; then
+        chmod 755 "$ROOT/.tmp" 2>/dev/null || true
+    fi
+    if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$ROOT/.tmp" 2>/dev/null; then
+        # the checkout is not reachable by the postgres user (a private
+        # parent folder): keep the cluster in /tmp, linked from .tmp/NAME
+        local real; real=$(mktemp -d "/tmp/snapshot-$name.XXXXXX")
+        chmod 755 "$real"
+        ln -s "$real" "$dir"
+    fi
     mkdir -p "$dir/run"
-    [ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir" && chmod 755 "$ROOT/.tmp"
+    [ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir/"
+    dir=$(cd "$dir" && pwd -P)
     as_server "$PGBIN/initdb" -D "$dir/data" -U "$(server_user)" --auth=trust \
         --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1
     {
