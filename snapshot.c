@@ -296,7 +296,9 @@ load_market_data(Capture *cap)
 				   " p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date,"
 				   " p.close::pg_catalog.numeric FROM %s p"
 				   " WHERE p.price_date::pg_catalog.date OPERATOR(pg_catalog.<=) $1"
-				   " AND p.close IS NOT NULL AND p.asset_id IS NOT NULL%s"
+				   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.>=) 0"
+				   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.<) 'Infinity'"
+				   " AND p.asset_id IS NOT NULL%s"
 				   " ORDER BY p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date DESC",
 				   cap->config.prices, asset_filter(cap, "p.asset_id::pg_catalog.uuid"));
 	spi_run(sql, cap->single ? 2 : 1, types, values, NULL, true, SPI_OK_SELECT);
@@ -323,7 +325,8 @@ load_market_data(Capture *cap)
 				   " f.from_currency::pg_catalog.text, f.to_currency::pg_catalog.text,"
 				   " f.rate::pg_catalog.numeric FROM %s f"
 				   " WHERE f.rate_date::pg_catalog.date OPERATOR(pg_catalog.<=) $1"
-				   " AND f.rate OPERATOR(pg_catalog.>) 0"
+				   " AND f.rate::pg_catalog.numeric OPERATOR(pg_catalog.>) 0"
+				   " AND f.rate::pg_catalog.numeric OPERATOR(pg_catalog.<) 'Infinity'"
 				   " AND f.from_currency IS NOT NULL AND f.to_currency IS NOT NULL"
 				   " ORDER BY 1, 2, f.rate_date::pg_catalog.date DESC",
 				   cap->config.fx_rates);
@@ -667,11 +670,11 @@ value_isolated(const MarketData *md, const PortfolioLedger *ledger,
 
 /*
  * Value one portfolio whose whole ledger has been read, and queue its
- * snapshot.  A single capture raises data errors; a capture of all isolates
+ * snapshot.  Runs in the per-portfolio memory context.  A single capture raises data errors; a capture of all isolates
  * and records them, keeping any earlier snapshot of that portfolio and date.
  */
 static void
-finish_portfolio(Capture *cap, PortfolioLedger *ledger, MemoryContext errcxt)
+finish_portfolio(Capture *cap, PortfolioLedger *ledger)
 {
 	SnapshotFigures figures;
 	ErrorData  *edata = NULL;
@@ -679,7 +682,7 @@ finish_portfolio(Capture *cap, PortfolioLedger *ledger, MemoryContext errcxt)
 	cap->walked++;
 	if (cap->single)
 		snapshot_value_portfolio(&cap->md, ledger, &figures);
-	else if (!value_isolated(&cap->md, ledger, &figures, errcxt, &edata))
+	else if (!value_isolated(&cap->md, ledger, &figures, CurrentMemoryContext, &edata))
 	{
 		record_error(cap, &ledger->id, edata);
 		cap->failed++;
@@ -751,7 +754,6 @@ walk_portfolios(Capture *cap)
 	Datum		values[2];
 	Portal		portal;
 	MemoryContext portfolio_cxt;
-	MemoryContext errcxt = CurrentMemoryContext;
 	PortfolioLedger ledger;
 	bool		have_portfolio = false;
 	long		fetch_rows = Max(snapshot_batch_size * 10L, 100L);
@@ -807,7 +809,7 @@ walk_portfolios(Capture *cap)
 				if (have_portfolio)
 				{
 					old = MemoryContextSwitchTo(portfolio_cxt);
-					finish_portfolio(cap, &ledger, errcxt);
+					finish_portfolio(cap, &ledger);
 					MemoryContextSwitchTo(old);
 					MemoryContextReset(portfolio_cxt);
 				}
@@ -828,7 +830,7 @@ walk_portfolios(Capture *cap)
 	{
 		MemoryContext old = MemoryContextSwitchTo(portfolio_cxt);
 
-		finish_portfolio(cap, &ledger, errcxt);
+		finish_portfolio(cap, &ledger);
 		MemoryContextSwitchTo(old);
 	}
 	SPI_cursor_close(portal);

@@ -225,6 +225,18 @@ snapshot_fx_key(FxKey *key, const char *from, const char *to)
 			errhint("Correct the transaction in the ledger, then capture the portfolio again."))
 
 /*
+ * Reject NaN and infinite amounts (numeric has them; money never does).
+ */
+static void
+check_finite(const PortfolioLedger *ledger, const LedgerEntry *e,
+			 const char *what, Numeric value)
+{
+	if (value != NULL && (numeric_is_nan(value) || numeric_is_inf(value)))
+		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
+					 "%s %s is not a finite number", what, n_text(value));
+}
+
+/*
  * Reject a ledger row that breaks the rules, before any of it is applied.
  */
 static void
@@ -239,6 +251,10 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger,
 					   e->type_text ? e->type_text : "(null)"),
 				errdetail("The type must be one of BUY, SELL, DEPOSIT, WITHDRAWAL, DIVIDEND or FEE."),
 				errhint("Correct the transaction in the ledger, then capture the portfolio again."));
+	check_finite(ledger, e, "quantity", e->quantity);
+	check_finite(ledger, e, "price", e->price);
+	check_finite(ledger, e, "fee", e->fee);
+	check_finite(ledger, e, "exchange rate", e->rate);
 	if (e->quantity == NULL)
 		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "quantity is null");
 	if (n_cmp(e->quantity, const_zero) <= 0)

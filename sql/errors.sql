@@ -10,7 +10,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(17);
+SELECT plan(19);
 
 -- the application's schema forbids some of these; a ledger from elsewhere may not
 ALTER TABLE transactions DROP CONSTRAINT transactions_asset_id_fkey;
@@ -20,7 +20,7 @@ INSERT INTO assets (id, symbol, currency) VALUES
     ('0e000000-0000-0000-0000-000000000001', 'ERR', 'USD');
 INSERT INTO portfolios (id, name, base_currency)
 SELECT ('e0000000-0000-0000-0000-0000000000' || lpad(n::text, 2, '0'))::uuid, 'case ' || n, 'USD'
-  FROM generate_series(1, 13) AS n;
+  FROM generate_series(1, 15) AS n;
 UPDATE portfolios SET base_currency = NULL WHERE id = 'e0000000-0000-0000-0000-000000000013';
 
 -- every portfolio starts with a good BUY of 10 (id = 100 + case)
@@ -28,7 +28,7 @@ INSERT INTO transactions (id, portfolio_id, asset_id, type, quantity, price, fee
 OVERRIDING SYSTEM VALUE
 SELECT 100 + n, ('e0000000-0000-0000-0000-0000000000' || lpad(n::text, 2, '0'))::uuid,
        '0e000000-0000-0000-0000-000000000001', 'BUY', 10, 10, 0, NULL, '2026-03-01 09:00+00'
-  FROM generate_series(1, 13) AS n;
+  FROM generate_series(1, 15) AS n;
 INSERT INTO transactions (id, portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
 OVERRIDING SYSTEM VALUE VALUES
     (1, 'e0000000-0000-0000-0000-000000000001', '0e000000-0000-0000-0000-000000000001', 'sync', 1, 10, 0, NULL, '2026-03-02 09:00+00'),
@@ -42,7 +42,9 @@ OVERRIDING SYSTEM VALUE VALUES
     (9, 'e0000000-0000-0000-0000-000000000009', '0e000000-0000-0000-0000-0000000000ff', 'BUY', 1, 10, 0, NULL, '2026-03-02 09:00+00'),
     (10, 'e0000000-0000-0000-0000-000000000010', '0e000000-0000-0000-0000-000000000001', 'SELL', 10.5, 10, 0, NULL, '2026-03-02 09:00+00'),
     (11, 'e0000000-0000-0000-0000-000000000011', '0e000000-0000-0000-0000-000000000001', 'BUY', 1, 10, 0, 0, '2026-03-02 09:00+00'),
-    (12, 'e0000000-0000-0000-0000-000000000012', '0e000000-0000-0000-0000-0000000000aa', 'SELL', 1, 10, 0, NULL, '2026-03-02 09:00+00');
+    (12, 'e0000000-0000-0000-0000-000000000012', '0e000000-0000-0000-0000-0000000000aa', 'SELL', 1, 10, 0, NULL, '2026-03-02 09:00+00'),
+    (14, 'e0000000-0000-0000-0000-000000000014', '0e000000-0000-0000-0000-000000000001', 'BUY', 'NaN', 10, 0, NULL, '2026-03-02 09:00+00'),
+    (15, 'e0000000-0000-0000-0000-000000000015', '0e000000-0000-0000-0000-000000000001', 'BUY', 1, 'Infinity', 0, NULL, '2026-03-02 09:00+00');
 SELECT snapshot.snapshot_configure();
 
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000001', '2026-03-05')$$,
@@ -82,6 +84,13 @@ SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000
     '22004', 'portfolio e0000000-0000-0000-0000-000000000013 has no base currency',
     'a NULL base currency');
 
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000014', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000014, transaction 14: quantity NaN is not a finite number',
+    'a NaN quantity');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000015', '2026-03-05')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000015, transaction 15: price Infinity is not a finite number',
+    'an infinite price');
+
 -- the asset check comes before the sale: an unknown asset is reported as such
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-05')$$,
     '22023', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 12: asset 0e000000-0000-0000-0000-0000000000aa is unknown',
@@ -94,7 +103,7 @@ SELECT is((snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000001', '20
 -- the same errors in a full run are recorded, each with its SQLSTATE
 SELECT results_eq(
     $$SELECT status, portfolios, captured, failed FROM snapshot.capture_all_snapshots('2026-03-05')$$,
-    $$VALUES ('failed', 13, 0, 13)$$,
+    $$VALUES ('failed', 15, 0, 15)$$,
     'a run where every portfolio fails is failed');
 SELECT results_eq(
     $$SELECT portfolio_id::text, sqlstate FROM snapshot.snapshot_run_errors ORDER BY portfolio_id$$,
@@ -104,7 +113,8 @@ SELECT results_eq(
              ('e0000000-0000-0000-0000-000000000007', '22004'), ('e0000000-0000-0000-0000-000000000008', '22023'),
              ('e0000000-0000-0000-0000-000000000009', '22023'), ('e0000000-0000-0000-0000-000000000010', '22000'),
              ('e0000000-0000-0000-0000-000000000011', '22023'), ('e0000000-0000-0000-0000-000000000012', '22023'),
-             ('e0000000-0000-0000-0000-000000000013', '22004')$$,
+             ('e0000000-0000-0000-0000-000000000013', '22004'), ('e0000000-0000-0000-0000-000000000014', '22023'),
+             ('e0000000-0000-0000-0000-000000000015', '22023')$$,
     'each failed portfolio is recorded with the SQLSTATE of its error');
 SELECT is(message, 'portfolio e0000000-0000-0000-0000-000000000001, transaction 1: unknown transaction type "sync"',
           'the recorded message is the error message')

@@ -27,7 +27,9 @@ OVERRIDING SYSTEM VALUE VALUES
 INSERT INTO asset_prices (asset_id, price_date, close) VALUES
     ('0b000000-0000-0000-0000-000000000001', '2026-02-28', 50),   -- 5 days before 2026-03-05
     ('0b000000-0000-0000-0000-000000000001', '2026-03-06', 99),   -- after the date: ignored
-    ('0b000000-0000-0000-0000-000000000002', '2026-02-27', 60);   -- 6 days before
+    ('0b000000-0000-0000-0000-000000000002', '2026-02-27', 60),   -- 6 days before
+    ('0b000000-0000-0000-0000-000000000002', '2026-03-01', 'NaN'),  -- not a price: skipped
+    ('0b000000-0000-0000-0000-000000000002', '2026-03-02', -1);     -- nor this
 
 SELECT snapshot.snapshot_configure();
 SELECT is(status, 'succeeded', 'the run succeeds') FROM snapshot.capture_all_snapshots('2026-03-05');
