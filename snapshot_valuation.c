@@ -675,6 +675,16 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 	for (int i = 0; i < ledger->nentries; i++)
 	{
 		check_entry(md, ledger, &ledger->entries[i]);
+
+		/*
+		 * In ledger order a row read twice (a portfolio listed twice by a
+		 * view, or a reused transaction id) sits next to its twin; counting
+		 * it twice would be silently wrong money.
+		 */
+		if (i > 0 && strcmp(ledger->entries[i].txn_id, ledger->entries[i - 1].txn_id) == 0 &&
+			ledger->entries[i].transaction_date == ledger->entries[i - 1].transaction_date)
+			LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, &ledger->entries[i],
+						 "appears more than once in the ledger");
 		if (ledger->entries[i].type == TXN_DEPOSIT ||
 			ledger->entries[i].type == TXN_WITHDRAWAL)
 			t.has_cash = true;

@@ -42,7 +42,7 @@ BEGIN
     RETURN NULL;
 END $$;
 
-SELECT plan(12);
+SELECT plan(14);
 SELECT dblink_connect('first', pg_temp.connstr());
 SELECT dblink_connect('second', pg_temp.connstr());
 
@@ -96,10 +96,21 @@ SELECT dblink_send_query('first', $$SELECT status FROM snapshot.capture_all_snap
 SELECT is(pg_temp.wait_for_activity('capture_all_snapshots: %portfolios'),
           'capture_all_snapshots: 4/20 portfolios',
           'pg_stat_activity shows the portfolios done out of the total');
+-- meanwhile another session commits a trade of the last portfolio and a new close
+SELECT dblink_exec('second', $$INSERT INTO transactions (portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+    VALUES ('70000000-0000-0000-0000-000000000020', '07000000-0000-0000-0000-000000000001', 'BUY', 5, 10, 0, NULL, '2026-03-03 09:00+00')$$);
+SELECT dblink_exec('second', $$INSERT INTO asset_prices VALUES ('07000000-0000-0000-0000-000000000001', '2026-03-04', 99)$$);
 COMMIT;
 SELECT is((SELECT status FROM dblink_get_result('first') AS t(status text)), 'succeeded',
           'the blocked capture then finishes');
 SELECT * FROM dblink_get_result('first') AS t(status text);
+SELECT results_eq($$SELECT sum(total_cost), sum(market_value), sum(missing_prices)::int FROM snapshot.portfolio_snapshots
+                     WHERE snapshot_date = '2026-03-05'$$,
+    $$VALUES (210::numeric, 210::numeric, 20)$$,
+    'the whole run valued one snapshot of the sources: neither the trade nor the close committed meanwhile');
+SELECT results_eq($$SELECT total_cost, market_value FROM snapshot.capture_snapshot('70000000-0000-0000-0000-000000000020', '2026-03-05')$$,
+    $$VALUES (60::numeric, 594::numeric)$$,
+    'a capture after the run sees both');
 SELECT is((SELECT query FROM dblink('first', $$SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()$$) AS t(query text)),
           'SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()',
           'the next statement of that session is shown normally');

@@ -10,7 +10,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(19);
+SELECT plan(20);
 
 -- the application's schema forbids some of these; a ledger from elsewhere may not
 ALTER TABLE transactions DROP CONSTRAINT transactions_asset_id_fkey;
@@ -90,6 +90,16 @@ SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000015', '2026-03-05')$$,
     '22023', 'portfolio e0000000-0000-0000-0000-000000000015, transaction 15: price Infinity is not a finite number',
     'an infinite price');
+
+-- a portfolio listed twice by a view would count every transaction twice
+CREATE VIEW doubled_portfolios AS
+    SELECT id, base_currency FROM portfolios
+    UNION ALL SELECT id, base_currency FROM portfolios WHERE id = 'e0000000-0000-0000-0000-000000000012';
+SELECT snapshot.snapshot_configure(portfolios => 'doubled_portfolios');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
+    '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 112: appears more than once in the ledger',
+    'a portfolio listed twice is an error, not double money');
+SELECT snapshot.snapshot_configure();
 
 -- the asset check comes before the sale: an unknown asset is reported as such
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-05')$$,
