@@ -1,11 +1,6 @@
 -- cash: portfolios with and without a cash account; deposits, withdrawals,
 -- dividends and fees, with hand-computed figures.
-\set ECHO none
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_STOP true
+\i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;

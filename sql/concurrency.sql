@@ -2,12 +2,7 @@
 -- no error), writers to the sources are never blocked, and pg_stat_activity
 -- shows a capture's progress.  Uses committed data and dblink sessions, and
 -- cleans up after itself.
-\set ECHO none
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_STOP true
+\i test/preamble.sql
 CREATE EXTENSION pgtap;
 CREATE EXTENSION dblink;
 CREATE EXTENSION snapshot;

@@ -1,12 +1,7 @@
 -- dump: pg_dump and pg_restore keep the configuration, every snapshot (in
 -- every month's partition), the run history and the run id sequence.
 -- Uses committed data, a second database, and cleans up after itself.
-\set ECHO none
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_STOP true
+\i test/preamble.sql
 CREATE EXTENSION pgtap;
 CREATE EXTENSION dblink;
 CREATE EXTENSION snapshot;

@@ -1,11 +1,6 @@
 -- errors: every data error fails that portfolio's capture with a class 22
 -- SQLSTATE and a message naming the portfolio, the transaction and the reason.
-\set ECHO none
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_STOP true
+\i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;

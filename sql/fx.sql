@@ -1,11 +1,6 @@
 -- fx: an open position's FX rate: same currency, direct, inverse, and the
 -- fallback to the last trade's exchange_rate; cost in the base currency.
-\set ECHO none
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_STOP true
+\i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;

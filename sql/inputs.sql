@@ -1,10 +1,5 @@
 -- inputs: bad arguments get a clear error with a SQLSTATE and write nothing.
-\set ECHO none
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_STOP true
+\i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;

@@ -1,11 +1,6 @@
 -- isolation: one portfolio's data error never stops the others; it is
 -- recorded, its earlier snapshot is kept, and the run status says so.
-\set ECHO none
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_STOP true
+\i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;

@@ -1,11 +1,6 @@
 -- prices: the latest close on or before the date (market), older than
 -- stale_after_days (stale), or none at all (the last trade's price).
-\set ECHO none
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_STOP true
+\i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;

@@ -1,12 +1,7 @@
 -- security: EXECUTE is granted explicitly; a granted role needs no privilege
 -- on the sources, row-level security does not hide portfolios from a
 -- capture, and the capture functions run with a fixed search_path.
-\set ECHO none
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_STOP true
+\i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;

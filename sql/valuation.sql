@@ -1,11 +1,6 @@
 -- valuation: the worked example under both cost methods, positions, backfill,
 -- the UTC day cut-off, empty and fully sold portfolios, idempotency.
-\set ECHO none
-\set QUIET 1
-\pset format unaligned
-\pset tuples_only true
-\pset pager off
-\set ON_ERROR_STOP true
+\i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
