@@ -62,7 +62,7 @@ SELECT results_eq(
 SELECT results_eq(
     $$SELECT metadata->>'triggered_by', metadata->>'cost_method', metadata->>'extension_version'
         FROM snapshot.portfolio_snapshots WHERE portfolio_id = 'a0000000-0000-0000-0000-000000000001'$$,
-    $$VALUES ('manual', 'fifo', '1.0')$$,
+    $$VALUES ('manual', 'fifo', (SELECT extversion COLLATE "default" FROM pg_extension WHERE extname = 'snapshot'))$$,
     'metadata names the trigger, the cost method and the extension version');
 
 -- Empty and fully sold portfolios.

@@ -1,0 +1,63 @@
+-- upgrade: CREATE EXTENSION snapshot VERSION '1.0' and ALTER EXTENSION
+-- snapshot UPDATE give the same objects as a fresh install of the default
+-- version, and keep the data.
+\i test/preamble.sql
+BEGIN;
+CREATE EXTENSION pgtap;
+\i examples/schema.sql
+SELECT plan(10);
+
+-- everything the extension defines, as text
+CREATE FUNCTION pg_temp.extension_objects() RETURNS SETOF text LANGUAGE sql AS $$
+    SELECT format('function %s(%s) returns %s secdef=%s config=%s acl=%s volatile=%s',
+                  p.proname, pg_get_function_identity_arguments(p.oid), pg_get_function_result(p.oid),
+                  p.prosecdef, p.proconfig, p.proacl, p.provolatile)
+      FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
+     WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'snapshot')
+    UNION ALL
+    SELECT format('column %s.%s %s notnull=%s default=%s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
+                  a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid))
+      FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
+     WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'snapshot')
+    UNION ALL
+    SELECT format('constraint %s %s', con.conname, pg_get_constraintdef(con.oid))
+      FROM pg_constraint con JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = con.conrelid AND d.deptype = 'e'
+     WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'snapshot')
+    UNION ALL
+    SELECT format('index %s', pg_get_indexdef(i.indexrelid))
+      FROM pg_index i JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indrelid AND d.deptype = 'e'
+     WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'snapshot')
+    UNION ALL
+    SELECT format('config %s %s', unnest(extconfig)::regclass, unnest(extcondition))
+      FROM pg_extension WHERE extname = 'snapshot'
+    ORDER BY 1
+$$;
+
+CREATE EXTENSION snapshot VERSION '1.0';
+SELECT is(extversion, '1.0', 'version 1.0 installs') FROM pg_extension WHERE extname = 'snapshot';
+SELECT hasnt_function('snapshot', 'capture_all_snapshots_if_missing', '1.0 has no fallback');
+INSERT INTO portfolios (id, name, base_currency) VALUES ('90000000-0000-0000-0000-000000000001', 'kept', 'USD');
+SELECT snapshot.snapshot_configure();
+SELECT is((snapshot.capture_all_snapshots('2026-03-05', 'under 1.0')).status, 'succeeded', 'a 1.0 capture');
+
+ALTER EXTENSION snapshot UPDATE;
+SELECT is(extversion, '1.1', 'ALTER EXTENSION UPDATE goes to 1.1') FROM pg_extension WHERE extname = 'snapshot';
+SELECT has_function('snapshot', 'capture_all_snapshots_if_missing', ARRAY['date', 'text'], '1.1 has the fallback');
+SELECT is((SELECT count(*) FROM snapshot.portfolio_snapshots) + (SELECT count(*) FROM snapshot.snapshot_runs)
+          + (SELECT count(*) FROM snapshot.snapshot_config), 3::bigint, 'the update keeps snapshots, runs and configuration');
+SELECT is((snapshot.capture_all_snapshots_if_missing('2026-03-05')).triggered_by, 'under 1.0',
+          'the 1.1 fallback finds the 1.0 run');
+CREATE TEMP TABLE updated AS SELECT * FROM pg_temp.extension_objects() AS o;
+
+DROP EXTENSION snapshot;
+CREATE EXTENSION snapshot;
+SELECT is(extversion, '1.1', 'a fresh install is 1.1') FROM pg_extension WHERE extname = 'snapshot';
+CREATE TEMP TABLE fresh AS SELECT * FROM pg_temp.extension_objects() AS o;
+SELECT ok((SELECT count(*) FROM fresh) > 30, 'the comparison covers the functions, columns, constraints and indexes');
+SELECT set_eq('SELECT * FROM updated', 'SELECT * FROM fresh',
+              '1.0 updated to 1.1 has exactly the objects of a fresh 1.1 install');
+
+SELECT * FROM finish();
+ROLLBACK;
