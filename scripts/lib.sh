@@ -8,7 +8,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=15
 PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
 DEBIAN_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
-                 postgresql-$PG_MAJOR-cron libtap-parser-sourcehandler-pgtap-perl make gcc)
+                 postgresql-$PG_MAJOR-cron libtap-parser-sourcehandler-pgtap-perl make gcc
+                 python3 python3-venv bc)
+VENV="$ROOT/.tmp/venv"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -89,4 +91,26 @@ stop_cluster() {
     local dir="$ROOT/.tmp/$1"
     [ -f "$dir/data/postmaster.pid" ] || return 0
     as_server "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# A virtual environment with dags/requirements.txt (pinned by
+# dags/constraints.txt) and an SQLite Airflow metadata database in a fresh
+# AIRFLOW_HOME under .tmp/.  Reuses the environment while the pins are unchanged.
+ensure_airflow() {
+    local stamp; stamp=$(cat "$ROOT/dags/requirements.txt" "$ROOT/dags/constraints.txt" | sha256sum | cut -c1-16)
+    if [ "$(cat "$VENV/.pins" 2>/dev/null)" != "$stamp" ]; then
+        log "installing Airflow and the providers into $VENV"
+        rm -rf "$VENV"
+        python3 -m venv "$VENV"
+        "$VENV/bin/pip" install -q --disable-pip-version-check \
+            -r "$ROOT/dags/requirements.txt" -c "$ROOT/dags/constraints.txt"
+        echo "$stamp" >"$VENV/.pins"
+    fi
+    export AIRFLOW_HOME="$ROOT/.tmp/airflow_home"
+    rm -rf "$AIRFLOW_HOME"; mkdir -p "$AIRFLOW_HOME"
+    export AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags" \
+           AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db" \
+           AIRFLOW__CORE__UNIT_TEST_MODE=False
+    log "airflow db migrate (SQLite in $AIRFLOW_HOME)"
+    "$VENV/bin/airflow" db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log"; return 1; }
 }

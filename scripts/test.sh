@@ -10,7 +10,6 @@ install_extension
 start_cluster test "${SNAPSHOT_TEST_PORT:-54332}"
 trap 'stop_cluster test' EXIT
 
-passed=0 failed=0
 log "pg_regress: $(sed -n 's/^REGRESS = //p' "$ROOT/Makefile")"
 set +e
 make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" installcheck 2>&1 | tee "$ROOT/.tmp/test/installcheck.log"
@@ -22,9 +21,33 @@ if [ $((passed + failed)) -ne "$expected" ]; then
     echo "pg_regress ran $((passed + failed)) of $expected tests" >&2
     failed=$((expected - passed))
 fi
-if [ -s "$ROOT/regression.diffs" ] && [ "$failed" -gt 0 ]; then
+if [ "$failed" -gt 0 ] && [ -s "$ROOT/regression.diffs" ]; then
     echo "---- regression.diffs ----"
     cat "$ROOT/regression.diffs"
 fi
+stop_cluster test
+
+# The DAG and the pg_cron fallback: real Airflow (pinned, in a virtual
+# environment with an SQLite metadata database) against a real cluster with
+# pg_cron preloaded.
+ensure_airflow
+start_cluster e2e "${SNAPSHOT_E2E_PORT:-54333}" "shared_preload_libraries = 'pg_cron'" \
+    "cron.database_name = 'portfolio_e2e'" "cron.use_background_workers = on" "max_worker_processes = 20"
+trap 'stop_cluster test; stop_cluster e2e' EXIT
+createdb portfolio_e2e
+export SNAPSHOT_E2E_PGHOST=$PGHOST SNAPSHOT_E2E_PGPORT=$PGPORT SNAPSHOT_E2E_PGUSER=$PGUSER
+log "pytest: dags/tests"
+set +e
+(cd "$ROOT/dags" && "$VENV/bin/python" -m pytest -p no:cacheprovider -q tests) 2>&1 | tee "$ROOT/.tmp/pytest.log"
+set -e
+summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|^(=+ )?no tests ran' "$ROOT/.tmp/pytest.log" | tail -1)
+py_passed=$(echo "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+py_failed=$(echo "$summary" | grep -oE '[0-9]+ (failed|error|errors)' | grep -oE '[0-9]+' | paste -sd+ | bc 2>/dev/null || echo 0)
+[ -n "$py_passed" ] || py_passed=0
+[ -n "$py_failed" ] || py_failed=0
+[ "$py_passed" -gt 0 ] || py_failed=$((py_failed + 1))   # pytest that ran nothing has failed
+
+passed=$((passed + py_passed))
+failed=$((failed + py_failed))
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -1,0 +1,94 @@
+"""The DAG folder imports, and the DAG is scheduled and guarded as documented."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+from airflow.sdk import CronTriggerTimetable
+
+import portfolio_daily_snapshot as module
+from snapshot_notifications import send_failure_notification
+
+from conftest import DAGS
+
+
+def test_dag_folder_imports_without_errors() -> None:
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    assert "portfolio_daily_snapshot" in bag.dag_ids
+
+
+def test_daily_at_midnight_utc_with_an_explicit_timetable() -> None:
+    from airflow.timetables.base import TimeRestriction
+    from airflow.timetables.trigger import CronTriggerTimetable as CoreCronTriggerTimetable
+
+    timetable = module.dag.timetable
+    assert isinstance(timetable, CronTriggerTimetable)
+    assert (timetable.expression, str(timetable.timezone)) == ("0 0 * * *", "UTC")
+    # what the scheduler makes of it: the run due after midday on the 29th fires at 00:00Z on the 30th
+    core = CoreCronTriggerTimetable(timetable.expression, timezone=timetable.timezone)
+    info = core.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc),
+                                    latest=None, catchup=True),
+    )
+    assert info is not None and info.run_after == datetime(2026, 11, 30, 0, 0, tzinfo=timezone.utc)
+    assert info.logical_date == info.run_after
+
+
+def test_run_guards() -> None:
+    dag = module.dag
+    assert dag.catchup is False
+    assert dag.max_active_runs == 1
+    capture = dag.get_task("capture_all_snapshots")
+    assert capture.retries == 2
+    assert capture.retry_exponential_backoff
+    assert capture.retry_delay == timedelta(minutes=2)
+    assert capture.execution_timeout == timedelta(hours=2)
+    for task in dag.tasks:
+        assert task.execution_timeout is not None
+        assert send_failure_notification in _callbacks(task.on_failure_callback), task.task_id
+
+
+def _callbacks(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def test_capture_is_one_parameterised_call_on_portfolio_db() -> None:
+    capture = module.dag.get_task("capture_all_snapshots")
+    assert isinstance(capture, SQLExecuteQueryOperator)
+    assert capture.conn_id == "portfolio_db"
+    assert "capture_all_snapshots(%(snapshot_date)s::date, 'airflow')" in capture.sql
+    assert set(capture.parameters) == {"snapshot_date"}
+    assert "resolve_snapshot_date" in capture.parameters["snapshot_date"]
+
+
+def test_tasks_run_in_order() -> None:
+    dag = module.dag
+    assert dag.get_task("resolve_snapshot_date").downstream_task_ids == {"capture_all_snapshots"}
+    assert dag.get_task("capture_all_snapshots").downstream_task_ids == {"verify_run"}
+
+
+def test_connection_id_is_one_setting(monkeypatch) -> None:
+    import importlib
+
+    monkeypatch.setenv("PORTFOLIO_SNAPSHOT_CONN_ID", "other_db")
+    try:
+        reloaded = importlib.reload(module)
+        assert reloaded.dag.get_task("capture_all_snapshots").conn_id == "other_db"
+    finally:
+        monkeypatch.delenv("PORTFOLIO_SNAPSHOT_CONN_ID")
+        importlib.reload(module)
+
+
+def test_check_run_names_run_failed_count_and_where_to_look() -> None:
+    import pytest
+    from airflow.sdk.exceptions import AirflowFailException
+
+    assert module.check_run((7, "2026-11-29", "succeeded", 3, 3, 0)).startswith("snapshot run 7")
+    with pytest.raises(AirflowFailException, match=r"snapshot run 8 for 2026-11-29 is partial: 1 of 3 portfolios failed.*snapshot_run_errors WHERE run_id = 8"):
+        module.check_run((8, "2026-11-29", "partial", 3, 2, 1))
+    with pytest.raises(AirflowFailException):
+        module.check_run(None)

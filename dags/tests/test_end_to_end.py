@@ -1,0 +1,109 @@
+"""Real DAG runs (dag.test) against a real PostgreSQL with the extension and demo
+data, connected as the limited Airflow role from examples/airflow_role.sql."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time, timedelta, timezone
+
+import pytest
+
+from conftest import AIRFLOW_ROLE, psql
+
+TODAY = datetime.now(timezone.utc).date()
+YESTERDAY = TODAY - timedelta(days=1)
+
+
+@pytest.fixture()
+def airflow_env(clean_runs, monkeypatch, tmp_path):
+    monkeypatch.setenv("AIRFLOW_CONN_PORTFOLIO_DB", json.dumps({
+        "conn_type": "postgres", "host": clean_runs["host"], "port": int(clean_runs["port"]),
+        "login": AIRFLOW_ROLE, "schema": clean_runs["dbname"]}))
+    alerts = tmp_path / "alerts.jsonl"
+    monkeypatch.setenv("AIRFLOW_CONN_SNAPSHOT_ALERTS_FILE",
+                       json.dumps({"conn_type": "fs", "extra": {"path": str(alerts)}}))
+    import portfolio_daily_snapshot
+
+    return portfolio_daily_snapshot.dag, alerts
+
+
+def _states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
+
+
+def test_the_airflow_role_is_limited(clean_runs) -> None:
+    grants = psql(f"SELECT has_function_privilege('{AIRFLOW_ROLE}', 'snapshot.capture_all_snapshots(date, text)', 'EXECUTE'),"
+                  f" has_table_privilege('{AIRFLOW_ROLE}', 'snapshot.snapshot_runs', 'SELECT'),"
+                  f" has_table_privilege('{AIRFLOW_ROLE}', 'snapshot.snapshot_run_errors', 'SELECT'),"
+                  f" has_table_privilege('{AIRFLOW_ROLE}', 'portfolios', 'SELECT'),"
+                  f" has_table_privilege('{AIRFLOW_ROLE}', 'snapshot.portfolio_snapshots', 'SELECT'),"
+                  f" has_function_privilege('{AIRFLOW_ROLE}', 'snapshot.snapshot_configure(text,text,text,text,text,text,integer)', 'EXECUTE')")
+    assert grants == "t|t|t|f|f|f"
+
+
+def test_scheduled_run_captures_the_previous_utc_day(airflow_env) -> None:
+    dag, alerts = airflow_env
+    due = datetime.combine(TODAY, time(0, 0), tzinfo=timezone.utc)
+    dag_run = dag.test(logical_date=due)
+    assert str(dag_run.state) == "success", _states(dag_run)
+    run = psql("SELECT run_id, snapshot_date, triggered_by, status, portfolios, captured, failed"
+               " FROM snapshot.snapshot_runs").split("|")
+    assert run[1:] == [YESTERDAY.isoformat(), "airflow", "succeeded", "300", "300", "0"]
+    assert psql(f"SELECT count(*), count(DISTINCT portfolio_id) FROM snapshot.portfolio_snapshots"
+                f" WHERE snapshot_date = '{YESTERDAY}'") == "300|300"
+    assert psql("SELECT count(*) FROM portfolios") == "300"
+    assert not alerts.exists()
+
+    # the pg_cron fallback then finds the day done and does no work
+    fallback = psql("SELECT run_id, triggered_by FROM snapshot.capture_all_snapshots_if_missing()")
+    assert fallback == f"{run[0]}|airflow"
+    assert psql("SELECT count(*) FROM snapshot.snapshot_runs") == "1"
+
+
+def test_manual_run_with_conf_captures_that_day(airflow_env) -> None:
+    dag, _ = airflow_env
+    day = (TODAY - timedelta(days=10)).isoformat()
+    dag_run = dag.test(run_conf={"snapshot_date": day})
+    assert str(dag_run.state) == "success", _states(dag_run)
+    assert psql("SELECT snapshot_date, triggered_by, status FROM snapshot.snapshot_runs") == f"{day}|airflow|succeeded"
+
+
+def test_broken_portfolio_fails_verification_and_notifies(airflow_env) -> None:
+    dag, alerts = airflow_env
+    broken = psql("SELECT id FROM portfolios ORDER BY id LIMIT 1")
+    psql("INSERT INTO transactions (portfolio_id, asset_id, type, quantity, price, transaction_date)"
+         f" VALUES ('{broken}', NULL, 'sync', 1, 1, now() - interval '3 days')")
+    dag_run = dag.test(run_conf={"snapshot_date": YESTERDAY.isoformat()})
+    states = _states(dag_run)
+    assert str(dag_run.state) == "failed"
+    assert states["capture_all_snapshots"].endswith("success") and states["verify_run"].endswith("failed"), states
+
+    run_id, status, failed = psql("SELECT run_id, status, failed FROM snapshot.snapshot_runs").split("|")
+    assert (status, failed) == ("partial", "1")
+    assert psql("SELECT portfolio_id, sqlstate FROM snapshot.snapshot_run_errors") == f"{broken}|22023"
+
+    [line] = alerts.read_text().splitlines()
+    message = json.loads(line)
+    assert message["task_id"] == "verify_run"
+    assert message["snapshot_date"] == YESTERDAY.isoformat()
+    assert f"snapshot run {run_id} for {YESTERDAY} is partial: 1 of 300 portfolios failed" in message["exception"]
+    assert "snapshot_run_errors" in message["exception"]
+
+
+def test_future_conf_date_fails_before_any_sql(airflow_env) -> None:
+    dag, alerts = airflow_env
+    tomorrow = (TODAY + timedelta(days=1)).isoformat()
+    dag_run = dag.test(run_conf={"snapshot_date": tomorrow})
+    states = _states(dag_run)
+    assert str(dag_run.state) == "failed"
+    assert states["resolve_snapshot_date"].endswith("failed") and "success" not in states["capture_all_snapshots"], states
+    assert psql("SELECT count(*) FROM snapshot.snapshot_runs") == "0"
+    message = json.loads(alerts.read_text().splitlines()[0])
+    assert message["task_id"] == "resolve_snapshot_date" and "is in the future" in message["exception"]
+
+
+def test_malformed_conf_date_fails_before_any_sql(airflow_env) -> None:
+    dag, _ = airflow_env
+    dag_run = dag.test(run_conf={"snapshot_date": "29/11/2026"})
+    assert str(dag_run.state) == "failed"
+    assert psql("SELECT count(*) FROM snapshot.snapshot_runs") == "0"
