@@ -92,3 +92,19 @@ def test_check_run_names_run_failed_count_and_where_to_look() -> None:
         module.check_run((8, "2026-11-29", "partial", 3, 2, 1))
     with pytest.raises(AirflowFailException):
         module.check_run(None)
+
+
+def test_backfill_command_plans_one_run_per_day(tmp_path) -> None:
+    """The README's backfill command, as a dry run: one run per date, due at 00:00 UTC."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "dags", "reserialize"], check=True, capture_output=True)
+    out = subprocess.run(
+        [airflow, "backfill", "create", "--dag-id", "portfolio_daily_snapshot",
+         "--from-date", "2026-11-02", "--to-date", "2026-11-05", "--dry-run"],
+        check=True, capture_output=True, text=True).stdout
+    planned = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| 2026-")]
+    assert planned == [f"2026-11-0{d} 00:00:00+00:00" for d in (2, 3, 4, 5)]

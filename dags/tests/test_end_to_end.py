@@ -107,3 +107,15 @@ def test_malformed_conf_date_fails_before_any_sql(airflow_env) -> None:
     dag_run = dag.test(run_conf={"snapshot_date": "29/11/2026"})
     assert str(dag_run.state) == "failed"
     assert psql("SELECT count(*) FROM snapshot.snapshot_runs") == "0"
+
+
+def test_backfill_runs_capture_one_day_each(airflow_env) -> None:
+    """What each run of `airflow backfill create` does: one snapshot run per logical date."""
+    dag, _ = airflow_env
+    days = [TODAY - timedelta(days=n) for n in (4, 3, 2)]
+    for due in days:
+        dag_run = dag.test(logical_date=datetime.combine(due, time(0, 0), tzinfo=timezone.utc))
+        assert str(dag_run.state) == "success", _states(dag_run)
+    assert psql("SELECT string_agg(snapshot_date::text || ' ' || status, ', ' ORDER BY run_id)"
+                " FROM snapshot.snapshot_runs") == ", ".join(f"{d - timedelta(days=1)} succeeded" for d in days)
+    assert psql("SELECT count(*) FROM snapshot.portfolio_snapshots") == str(300 * len(days))
