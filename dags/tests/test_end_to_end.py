@@ -119,3 +119,12 @@ def test_backfill_runs_capture_one_day_each(airflow_env) -> None:
     assert psql("SELECT string_agg(snapshot_date::text || ' ' || status, ', ' ORDER BY run_id)"
                 " FROM snapshot.snapshot_runs") == ", ".join(f"{d - timedelta(days=1)} succeeded" for d in days)
     assert psql("SELECT count(*) FROM snapshot.portfolio_snapshots") == str(300 * len(days))
+
+
+def test_the_run_due_at_2026_11_30_midnight_captures_2026_11_29(airflow_env) -> None:
+    dag, _ = airflow_env
+    dag_run = dag.test(logical_date=datetime(2026, 11, 30, 0, 0, tzinfo=timezone.utc))
+    assert str(dag_run.state) == "success", _states(dag_run)
+    [resolve] = [ti for ti in dag_run.get_task_instances() if ti.task_id == "resolve_snapshot_date"]
+    assert resolve.xcom_pull(task_ids="resolve_snapshot_date") == "2026-11-29"
+    assert psql("SELECT snapshot_date, triggered_by FROM snapshot.snapshot_runs") == "2026-11-29|airflow"
