@@ -4,6 +4,15 @@
 \echo Use "ALTER EXTENSION snapshot UPDATE TO '1.1'" to load this file. \quit
 
 /*
+ * positions and metadata are compressed with lz4 rather than pglz: the same
+ * job in a fraction of the CPU time (pglz was a fifth of a capture's time).
+ * Partitions follow the parent.
+ */
+ALTER TABLE @extschema@.portfolio_snapshots
+    ALTER COLUMN positions SET COMPRESSION lz4,
+    ALTER COLUMN metadata SET COMPRESSION lz4;
+
+/*
  * capture_all_snapshots_if_missing: the fallback's job.  Returns the latest
  * succeeded run of the date, doing no work, when every current portfolio has
  * a snapshot for that date; otherwise captures, exactly like

@@ -613,18 +613,19 @@ batch_flush(Capture *cap)
  * Record a portfolio that could not be valued.
  */
 static void
-record_error(Capture *cap, const pg_uuid_t *portfolio_id, ErrorData *edata)
+record_error(Capture *cap, const pg_uuid_t *portfolio_id, int sqlerrcode,
+			 const char *message, const char *detail)
 {
 	Oid			types[5] = {INT8OID, UUIDOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', edata->detail ? ' ' : 'n'};
+	char		nulls[5] = {' ', ' ', ' ', ' ', detail ? ' ' : 'n'};
 	char	   *sql;
 
 	values[0] = Int64GetDatum(cap->run_id);
 	values[1] = UUIDPGetDatum(portfolio_id);
-	values[2] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
-	values[3] = CStringGetTextDatum(edata->message ? edata->message : "unknown error");
-	values[4] = edata->detail ? CStringGetTextDatum(edata->detail) : (Datum) 0;
+	values[2] = CStringGetTextDatum(unpack_sql_state(sqlerrcode));
+	values[3] = CStringGetTextDatum(message ? message : "unknown error");
+	values[4] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
 	sql = psprintf("INSERT INTO %s.snapshot_run_errors"
 				   " (run_id, portfolio_id, sqlstate, message, detail)"
 				   " VALUES ($1, $2, $3, $4, $5)", cap->nsp);
@@ -669,6 +670,30 @@ value_isolated(const MarketData *md, const PortfolioLedger *ledger,
 }
 
 /*
+ * A portfolio id the portfolios relation lists again (a view, say): its
+ * ledger went with the first row, which was valued; this one is an error,
+ * raised by a single capture and recorded by a capture of all.
+ */
+static void
+duplicate_portfolio(Capture *cap, PortfolioLedger *ledger)
+{
+	const char *detail = "Its ledger was valued once, with the first row.";
+	char	   *message;
+
+	message = psprintf("portfolio %s is listed more than once by the portfolios relation",
+					   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ledger->id))));
+	cap->walked++;
+	if (cap->single)
+		ereport(ERROR,
+				errcode(ERRCODE_DATA_EXCEPTION),
+				errmsg_internal("%s", message),
+				errdetail_internal("%s", detail),
+				errhint("Make the portfolios relation list each id once."));
+	record_error(cap, &ledger->id, ERRCODE_DATA_EXCEPTION, message, detail);
+	cap->failed++;
+}
+
+/*
  * Value one portfolio whose whole ledger has been read, and queue its
  * snapshot.  Runs in the per-portfolio memory context.  A single capture raises data errors; a capture of all isolates
  * and records them, keeping any earlier snapshot of that portfolio and date.
@@ -684,7 +709,7 @@ finish_portfolio(Capture *cap, PortfolioLedger *ledger)
 		snapshot_value_portfolio(&cap->md, ledger, &figures);
 	else if (!value_isolated(&cap->md, ledger, &figures, CurrentMemoryContext, &edata))
 	{
-		record_error(cap, &ledger->id, edata);
+		record_error(cap, &ledger->id, edata->sqlerrcode, edata->message, edata->detail);
 		cap->failed++;
 		return;
 	}
@@ -695,20 +720,86 @@ finish_portfolio(Capture *cap, PortfolioLedger *ledger)
 }
 
 /*
- * Append one cursor row (a portfolio joined to one transaction, or to none)
- * to the ledger being collected.
+ * An ordered, read-only cursor read in batches, one deformed row at a time.
+ * The current row's values point into the fetched batch, which stays valid
+ * until the next call to reader_next().
+ */
+typedef struct RowReader
+{
+	Portal		portal;
+	long		fetch_rows;
+	SPITupleTable *tuptable;
+	uint64		nrows;
+	uint64		next;
+	bool		exhausted;
+	Datum		values[10];
+	bool		nulls[10];
+} RowReader;
+
+/*
+ * Open a no-scroll cursor for sql under the active snapshot.
  */
 static void
-collect_row(PortfolioLedger *ledger, HeapTuple tup, TupleDesc desc)
+reader_open(RowReader *r, const char *sql, int nargs, Oid *types, Datum *values,
+			long fetch_rows)
 {
-	bool		isnull;
-	Datum		d;
-	LedgerEntry *e;
+	memset(r, 0, sizeof(RowReader));
+	r->fetch_rows = fetch_rows;
+	r->portal = SPI_cursor_open_with_args(NULL, sql, nargs, types, values, NULL,
+										  true, CURSOR_OPT_NO_SCROLL);
+	if (r->portal == NULL)
+		elog(ERROR, "snapshot: SPI_cursor_open_with_args failed for: %s", sql);
+}
 
-	/* column 9, transaction_date, is NULL only for a portfolio without rows */
-	d = SPI_getbinval(tup, desc, 9, &isnull);
-	if (isnull)
-		return;
+/*
+ * Advance to the next row and deform it into r->values / r->nulls; false at
+ * the end.  Fetches the next batch when the current one is used up.
+ */
+static bool
+reader_next(RowReader *r)
+{
+	if (r->next >= r->nrows)
+	{
+		if (r->tuptable != NULL)
+			SPI_freetuptable(r->tuptable);
+		r->tuptable = NULL;
+		r->nrows = r->next = 0;
+		if (r->exhausted)
+			return false;
+		SPI_cursor_fetch(r->portal, true, r->fetch_rows);
+		r->tuptable = SPI_tuptable;
+		r->nrows = SPI_processed;
+		r->exhausted = SPI_processed < (uint64) r->fetch_rows;
+		if (r->nrows == 0)
+			return false;
+		Assert(r->tuptable->tupdesc->natts <= (int) lengthof(r->values));
+	}
+	heap_deform_tuple(r->tuptable->vals[r->next++], r->tuptable->tupdesc,
+					  r->values, r->nulls);
+	return true;
+}
+
+static void
+reader_close(RowReader *r)
+{
+	if (r->tuptable != NULL)
+		SPI_freetuptable(r->tuptable);
+	SPI_cursor_close(r->portal);
+}
+
+/* a NULL pointer for SQL NULL, else a copy in the current context */
+#define NUMERIC_OR_NULL(r, i) \
+	((r)->nulls[i] ? NULL : DatumGetNumericCopy((r)->values[i]))
+
+/*
+ * Append the ledger reader's current row to the ledger being collected.
+ * Columns: portfolio_id, asset_id, type, quantity, price, fee,
+ * exchange_rate, transaction_date, id (as text).
+ */
+static void
+collect_row(PortfolioLedger *ledger, RowReader *t)
+{
+	LedgerEntry *e;
 
 	if (ledger->nentries == ledger->maxentries)
 	{
@@ -718,122 +809,107 @@ collect_row(PortfolioLedger *ledger, HeapTuple tup, TupleDesc desc)
 			: repalloc(ledger->entries, sizeof(LedgerEntry) * ledger->maxentries);
 	}
 	e = &ledger->entries[ledger->nentries++];
-	e->transaction_date = DatumGetTimestampTz(d);
-
-	d = SPI_getbinval(tup, desc, 3, &isnull);
-	e->has_asset = !isnull;
-	if (!isnull)
-		e->asset_id = *DatumGetUUIDP(d);
-	e->type_text = SPI_getvalue(tup, desc, 4);
+	e->has_asset = !t->nulls[1];
+	if (e->has_asset)
+		e->asset_id = *DatumGetUUIDP(t->values[1]);
+	e->type_text = t->nulls[2] ? NULL : TextDatumGetCString(t->values[2]);
 	e->type = snapshot_parse_txn_type(e->type_text);
-
-	d = SPI_getbinval(tup, desc, 5, &isnull);
-	e->quantity = isnull ? NULL : DatumGetNumericCopy(d);
-	d = SPI_getbinval(tup, desc, 6, &isnull);
-	e->price = isnull ? NULL : DatumGetNumericCopy(d);
-	d = SPI_getbinval(tup, desc, 7, &isnull);
-	e->fee = isnull ? NULL : DatumGetNumericCopy(d);
-	d = SPI_getbinval(tup, desc, 8, &isnull);
-	e->rate = isnull ? NULL : DatumGetNumericCopy(d);
-	e->txn_id = SPI_getvalue(tup, desc, 10);
-	if (e->txn_id == NULL)
-		e->txn_id = "(null)";
+	e->quantity = NUMERIC_OR_NULL(t, 3);
+	e->price = NUMERIC_OR_NULL(t, 4);
+	e->fee = NUMERIC_OR_NULL(t, 5);
+	e->rate = NUMERIC_OR_NULL(t, 6);
+	e->transaction_date = DatumGetTimestampTz(t->values[7]);
+	e->txn_id = t->nulls[8] ? "(null)" : TextDatumGetCString(t->values[8]);
 }
 
 /*
- * Walk the portfolios and their ledgers in one ordered pass and value each.
- * The cursor is read outside any subtransaction (a portal read inside a
- * subtransaction that rolls back would be marked failed); rows are gathered
- * per portfolio in a context reset after each one, so memory stays flat.
+ * Walk the portfolios and their ledgers in one ordered pass and value each:
+ * two cursors, portfolios by id and the ledger by (portfolio_id,
+ * transaction_date, id), both in the order of an index (so nothing is
+ * sorted), merged here.  The cursors are read outside any subtransaction (a
+ * portal read inside a subtransaction that rolls back would be marked
+ * failed); rows are gathered per portfolio in a context reset after each
+ * one, so memory stays flat.
  */
 static void
 walk_portfolios(Capture *cap)
 {
-	StringInfoData sql;
 	Oid			types[2] = {TIMESTAMPTZOID, UUIDOID};
 	Datum		values[2];
-	Portal		portal;
+	RowReader	portfolios;
+	RowReader	ledger_rows;
+	bool		have_txn;
 	MemoryContext portfolio_cxt;
 	PortfolioLedger ledger;
-	bool		have_portfolio = false;
+	pg_uuid_t	previous;
+	bool		have_previous = false;
+	const char *one = cap->single ? " AND p.id::pg_catalog.uuid OPERATOR(pg_catalog.=) $2" : "";
 	long		fetch_rows = Max(snapshot_batch_size * 10L, 100L);
 
 	/* the ledger: transactions dated before the end of the UTC day */
 	values[0] = TimestampTzGetDatum(((TimestampTz) cap->md.snapshot_date + 1) * USECS_PER_DAY);
 	values[1] = UUIDPGetDatum(&cap->portfolio_id);
 
-	initStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "SELECT p.id::pg_catalog.uuid, p.base_currency::pg_catalog.text,"
-					 " t.asset_id::pg_catalog.uuid, t.type::pg_catalog.text,"
-					 " t.quantity::pg_catalog.numeric, t.price::pg_catalog.numeric,"
-					 " t.fee::pg_catalog.numeric, t.exchange_rate::pg_catalog.numeric,"
-					 " t.transaction_date::pg_catalog.timestamptz, t.id::pg_catalog.text"
-					 " FROM %s p LEFT JOIN %s t"
-					 " ON t.portfolio_id::pg_catalog.uuid OPERATOR(pg_catalog.=) p.id::pg_catalog.uuid"
-					 " AND t.transaction_date::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $1"
-					 " WHERE p.id IS NOT NULL%s"
-					 " ORDER BY p.id::pg_catalog.uuid, t.transaction_date::pg_catalog.timestamptz, t.id",
-					 cap->config.portfolios, cap->config.transactions,
-					 cap->single ? " AND p.id::pg_catalog.uuid OPERATOR(pg_catalog.=) $2" : "");
-	portal = SPI_cursor_open_with_args(NULL, sql.data, cap->single ? 2 : 1, types, values,
-									   NULL, true, CURSOR_OPT_NO_SCROLL);
-	if (portal == NULL)
-		elog(ERROR, "snapshot: SPI_cursor_open_with_args failed for: %s", sql.data);
+	reader_open(&portfolios,
+				psprintf("SELECT p.id::pg_catalog.uuid, p.base_currency::pg_catalog.text"
+						 " FROM %s p WHERE p.id IS NOT NULL AND $1 IS NOT NULL%s"
+						 " ORDER BY p.id::pg_catalog.uuid",
+						 cap->config.portfolios, one),
+				cap->single ? 2 : 1, types, values, Max(snapshot_batch_size, 100));
+	reader_open(&ledger_rows,
+				psprintf("SELECT t.portfolio_id::pg_catalog.uuid, t.asset_id::pg_catalog.uuid,"
+						 " t.type::pg_catalog.text, t.quantity::pg_catalog.numeric,"
+						 " t.price::pg_catalog.numeric, t.fee::pg_catalog.numeric,"
+						 " t.exchange_rate::pg_catalog.numeric,"
+						 " t.transaction_date::pg_catalog.timestamptz, t.id::pg_catalog.text"
+						 " FROM %s t"
+						 " WHERE t.transaction_date::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $1"
+						 " AND t.portfolio_id IS NOT NULL%s"
+						 " ORDER BY t.portfolio_id::pg_catalog.uuid,"
+						 " t.transaction_date::pg_catalog.timestamptz, t.id",
+						 cap->config.transactions,
+						 cap->single ? " AND t.portfolio_id::pg_catalog.uuid OPERATOR(pg_catalog.=) $2" : ""),
+				cap->single ? 2 : 1, types, values, fetch_rows);
 
 	portfolio_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot portfolio",
 										  ALLOCSET_DEFAULT_SIZES);
-	memset(&ledger, 0, sizeof(ledger));
-
-	for (;;)
+	have_txn = reader_next(&ledger_rows);
+	while (reader_next(&portfolios))
 	{
-		SPITupleTable *tuptable;
-		uint64		nrows;
+		MemoryContext old;
+		int			cmp = -1;
 
-		SPI_cursor_fetch(portal, true, fetch_rows);
-		tuptable = SPI_tuptable;
-		nrows = SPI_processed;
-		if (nrows == 0)
-			break;
+		CHECK_FOR_INTERRUPTS();
+		memset(&ledger, 0, sizeof(ledger));
+		ledger.id = *DatumGetUUIDP(portfolios.values[0]);
+		old = MemoryContextSwitchTo(portfolio_cxt);
+		ledger.base_currency = portfolios.nulls[1] ? NULL
+			: TextDatumGetCString(portfolios.values[1]);
 
-		for (uint64 i = 0; i < nrows; i++)
+		/* skip the ledger rows of portfolios the portfolios relation lacks */
+		while (have_txn &&
+			   (cmp = memcmp(DatumGetUUIDP(ledger_rows.values[0])->data, ledger.id.data,
+							 UUID_LEN)) < 0)
+			have_txn = reader_next(&ledger_rows);
+		while (have_txn && cmp == 0)
 		{
-			HeapTuple	tup = tuptable->vals[i];
-			bool		isnull;
-			pg_uuid_t  *id = DatumGetUUIDP(SPI_getbinval(tup, tuptable->tupdesc, 1, &isnull));
-			MemoryContext old;
-
-			CHECK_FOR_INTERRUPTS();
-			if (!have_portfolio || memcmp(id->data, ledger.id.data, UUID_LEN) != 0)
-			{
-				if (have_portfolio)
-				{
-					old = MemoryContextSwitchTo(portfolio_cxt);
-					finish_portfolio(cap, &ledger);
-					MemoryContextSwitchTo(old);
-					MemoryContextReset(portfolio_cxt);
-				}
-				memset(&ledger, 0, sizeof(ledger));
-				ledger.id = *id;
-				old = MemoryContextSwitchTo(portfolio_cxt);
-				ledger.base_currency = SPI_getvalue(tup, tuptable->tupdesc, 2);
-				MemoryContextSwitchTo(old);
-				have_portfolio = true;
-			}
-			old = MemoryContextSwitchTo(portfolio_cxt);
-			collect_row(&ledger, tup, tuptable->tupdesc);
-			MemoryContextSwitchTo(old);
+			collect_row(&ledger, &ledger_rows);
+			have_txn = reader_next(&ledger_rows);
+			cmp = have_txn ? memcmp(DatumGetUUIDP(ledger_rows.values[0])->data,
+									ledger.id.data, UUID_LEN) : 1;
 		}
-		SPI_freetuptable(tuptable);
-	}
-	if (have_portfolio)
-	{
-		MemoryContext old = MemoryContextSwitchTo(portfolio_cxt);
 
-		finish_portfolio(cap, &ledger);
+		if (have_previous && memcmp(previous.data, ledger.id.data, UUID_LEN) == 0)
+			duplicate_portfolio(cap, &ledger);
+		else
+			finish_portfolio(cap, &ledger);
+		previous = ledger.id;
+		have_previous = true;
 		MemoryContextSwitchTo(old);
+		MemoryContextReset(portfolio_cxt);
 	}
-	SPI_cursor_close(portal);
+	reader_close(&ledger_rows);
+	reader_close(&portfolios);
 	batch_flush(cap);
 	MemoryContextDelete(portfolio_cxt);
 }

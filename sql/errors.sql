@@ -5,7 +5,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(20);
+SELECT plan(23);
 
 -- the application's schema forbids some of these; a ledger from elsewhere may not
 ALTER TABLE transactions DROP CONSTRAINT transactions_asset_id_fkey;
@@ -92,8 +92,19 @@ CREATE VIEW doubled_portfolios AS
     UNION ALL SELECT id, base_currency FROM portfolios WHERE id = 'e0000000-0000-0000-0000-000000000012';
 SELECT snapshot.snapshot_configure(portfolios => 'doubled_portfolios');
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
-    '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 112: appears more than once in the ledger',
+    '22000', 'portfolio e0000000-0000-0000-0000-000000000012 is listed more than once by the portfolios relation',
     'a portfolio listed twice is an error, not double money');
+SELECT results_eq($$SELECT status, portfolios, captured, failed FROM snapshot.capture_all_snapshots('2026-03-01')$$,
+    $$VALUES ('partial', 16, 14, 2)$$, 'a capture of all values it once and records the duplicate (and portfolio 13''s NULL base currency)');
+SELECT is(total_cost, 100::numeric, 'with its ledger counted once')
+  FROM snapshot.portfolio_snapshots WHERE portfolio_id = 'e0000000-0000-0000-0000-000000000012';
+CREATE VIEW doubled_transactions AS SELECT * FROM transactions UNION ALL SELECT * FROM transactions WHERE id = 112;
+SELECT snapshot.snapshot_configure(transactions => 'doubled_transactions');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
+    '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 112: appears more than once in the ledger',
+    'a ledger row listed twice is an error, not double money');
+DELETE FROM snapshot.portfolio_snapshots;
+DELETE FROM snapshot.snapshot_runs;
 SELECT snapshot.snapshot_configure();
 
 -- the asset check comes before the sale: an unknown asset is reported as such
