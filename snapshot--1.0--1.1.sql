@@ -13,6 +13,119 @@ ALTER TABLE @extschema@.portfolio_snapshots
     ALTER COLUMN metadata SET COMPRESSION lz4;
 
 /*
+ * snapshot_configure: resolve and validate the application's relations and
+ * store them.  Runs with the caller's rights and search_path, so the names
+ * resolve exactly as the caller sees them.  Calling it again replaces the
+ * configuration.  Since 1.1 it also raises a NOTICE when the transactions
+ * table has no index that serves the capture's ordered walk.
+ */
+CREATE OR REPLACE FUNCTION @extschema@.snapshot_configure(
+    portfolios       text DEFAULT 'portfolios',
+    assets           text DEFAULT 'assets',
+    transactions     text DEFAULT 'transactions',
+    prices           text DEFAULT 'asset_prices',
+    fx_rates         text DEFAULT NULL,
+    cost_method      text DEFAULT 'fifo',
+    stale_after_days integer DEFAULT 5)
+RETURNS void
+LANGUAGE plpgsql
+AS $function$
+DECLARE
+    rels      pg_catalog.regclass[] := ARRAY[NULL, NULL, NULL, NULL, NULL]::pg_catalog.regclass[];
+    names     text[] := ARRAY[portfolios, assets, transactions, prices, fx_rates];
+    roles     text[] := ARRAY['portfolios', 'assets', 'transactions', 'prices', 'fx_rates'];
+    req       record;
+    rel       pg_catalog.regclass;
+BEGIN
+    IF cost_method IS NULL OR cost_method NOT IN ('fifo', 'average') THEN
+        RAISE EXCEPTION 'invalid cost method: %', coalesce(pg_catalog.quote_literal(cost_method), 'NULL')
+            USING ERRCODE = '22023',
+                  HINT = 'The cost method is "fifo" or "average".';
+    END IF;
+    IF stale_after_days IS NULL OR stale_after_days < 0 THEN
+        RAISE EXCEPTION 'invalid stale_after_days: %', coalesce(stale_after_days::text, 'NULL')
+            USING ERRCODE = '22023',
+                  HINT = 'stale_after_days is a number of days, zero or more.';
+    END IF;
+
+    FOR i IN 1 .. 5 LOOP
+        CONTINUE WHEN i = 5 AND names[i] IS NULL;
+        IF names[i] IS NULL THEN
+            RAISE EXCEPTION 'the % relation must be named', roles[i]
+                USING ERRCODE = '22004';
+        END IF;
+        rels[i] := pg_catalog.to_regclass(names[i]);
+        IF rels[i] IS NULL THEN
+            RAISE EXCEPTION 'relation "%" does not exist', names[i]
+                USING ERRCODE = '42P01',
+                      DETAIL = pg_catalog.format('It was given as the %s relation.', roles[i]);
+        END IF;
+    END LOOP;
+
+    /* Each required column must exist and cast to the type the capture reads. */
+    FOR req IN
+        SELECT r.idx, r.col, r.typ
+          FROM (VALUES
+                (1, 'id', 'uuid'), (1, 'base_currency', 'text'),
+                (2, 'id', 'uuid'), (2, 'symbol', 'text'), (2, 'currency', 'text'),
+                (3, 'id', NULL), (3, 'portfolio_id', 'uuid'), (3, 'asset_id', 'uuid'),
+                (3, 'type', 'text'), (3, 'quantity', 'numeric'), (3, 'price', 'numeric'),
+                (3, 'fee', 'numeric'), (3, 'exchange_rate', 'numeric'),
+                (3, 'transaction_date', 'timestamptz'),
+                (4, 'asset_id', 'uuid'), (4, 'price_date', 'date'), (4, 'close', 'numeric'),
+                (5, 'from_currency', 'text'), (5, 'to_currency', 'text'),
+                (5, 'rate_date', 'date'), (5, 'rate', 'numeric')) AS r(idx, col, typ)
+         ORDER BY r.idx
+    LOOP
+        rel := rels[req.idx];
+        CONTINUE WHEN rel IS NULL;
+        IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                        WHERE a.attrelid = rel AND a.attname = req.col
+                          AND a.attnum > 0 AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'column "%" of relation % does not exist', req.col, rel
+                USING ERRCODE = '42703',
+                      DETAIL = pg_catalog.format('The %s relation needs the column %s%s.',
+                                                 roles[req.idx], req.col,
+                                                 coalesce(' of a type castable to ' || req.typ, ''));
+        END IF;
+        BEGIN
+            IF req.typ IS NULL THEN
+                /* the ledger's id only has to be orderable */
+                EXECUTE pg_catalog.format('SELECT FROM %s ORDER BY %I LIMIT 0', rel, req.col);
+            ELSE
+                EXECUTE pg_catalog.format('SELECT %I::%s FROM %s LIMIT 0', req.col, req.typ, rel);
+            END IF;
+        EXCEPTION WHEN undefined_function OR cannot_coerce THEN
+            RAISE EXCEPTION 'column "%" of relation % has an unusable type', req.col, rel
+                USING ERRCODE = '42804',
+                      DETAIL = pg_catalog.format('The column must be %s.',
+                                                 coalesce('castable to ' || req.typ, 'orderable'));
+        END;
+    END LOOP;
+
+    /* The walk reads the ledger in (portfolio_id, transaction_date, id) order. */
+    IF (SELECT c.relkind FROM pg_catalog.pg_class c WHERE c.oid = rels[3]) IN ('r', 'p', 'm')
+       AND NOT EXISTS (
+           SELECT FROM pg_catalog.pg_index i
+             JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+             JOIN pg_catalog.pg_am am ON am.oid = ic.relam AND am.amname = 'btree'
+            WHERE i.indrelid = rels[3] AND i.indpred IS NULL AND i.indnkeyatts >= 2
+              AND (SELECT a.attname FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = rels[3] AND a.attnum = i.indkey[0]) = 'portfolio_id'
+              AND (SELECT a.attname FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid = rels[3] AND a.attnum = i.indkey[1]) = 'transaction_date') THEN
+        RAISE NOTICE 'relation % has no index that serves the ledger walk', rels[3]
+            USING DETAIL = 'capture_all_snapshots reads the ledger ordered by portfolio_id, transaction_date, id; without an index it sorts the whole ledger.',
+                  HINT = pg_catalog.format('CREATE INDEX ON %s (portfolio_id, transaction_date, id) INCLUDE (asset_id, type, quantity, price, fee, exchange_rate);', rels[3]);
+    END IF;
+
+    DELETE FROM @extschema@.snapshot_config;
+    INSERT INTO @extschema@.snapshot_config
+           (portfolios, assets, transactions, prices, fx_rates, cost_method, stale_after_days)
+    VALUES (rels[1], rels[2], rels[3], rels[4], rels[5], cost_method, stale_after_days);
+END;
+$function$;
+/*
  * capture_all_snapshots_if_missing: the fallback's job.  Returns the latest
  * succeeded run of the date, doing no work, when every current portfolio has
  * a snapshot for that date; otherwise captures, exactly like

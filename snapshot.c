@@ -809,6 +809,7 @@ collect_row(PortfolioLedger *ledger, RowReader *t)
 			: repalloc(ledger->entries, sizeof(LedgerEntry) * ledger->maxentries);
 	}
 	e = &ledger->entries[ledger->nentries++];
+	e->asset = NULL;
 	e->has_asset = !t->nulls[1];
 	if (e->has_asset)
 		e->asset_id = *DatumGetUUIDP(t->values[1]);

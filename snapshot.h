@@ -44,6 +44,7 @@ typedef struct LedgerEntry
 	TxnType		type;
 	bool		has_asset;
 	pg_uuid_t	asset_id;
+	const struct AssetInfo *asset;	/* set by the valuation's checks */
 	Numeric		quantity;		/* NULL pointer when SQL NULL */
 	Numeric		price;
 	Numeric		fee;

@@ -126,10 +126,49 @@ n_text(Numeric a)
 	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(a)));
 }
 
-static inline char *
+/*
+ * A uuid as text (what uuid_out prints), without a StringInfo per call: the
+ * positions array prints one per open position.
+ */
+static char *
 uuid_text(const pg_uuid_t *u)
 {
-	return DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(u)));
+	static const char hex[] = "0123456789abcdef";
+	char	   *out = palloc(2 * UUID_LEN + 5);
+	char	   *p = out;
+
+	for (int i = 0; i < UUID_LEN; i++)
+	{
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			*p++ = '-';
+		*p++ = hex[u->data[i] >> 4];
+		*p++ = hex[u->data[i] & 0x0F];
+	}
+	*p = '\0';
+	return out;
+}
+
+/*
+ * An amount in the transaction's currency in the base currency; a NULL rate
+ * is 1, and multiplying by it is skipped.
+ */
+static inline Numeric
+to_base(Numeric amount, Numeric rate)
+{
+	return rate == NULL ? amount : n_mul(amount, rate);
+}
+
+/* gross + fee and gross - fee, skipping a NULL fee */
+static inline Numeric
+plus_fee(Numeric gross, Numeric fee)
+{
+	return fee == NULL ? gross : n_add(gross, fee);
+}
+
+static inline Numeric
+minus_fee(Numeric gross, Numeric fee)
+{
+	return fee == NULL ? gross : n_sub(gross, fee);
 }
 
 /*
@@ -237,11 +276,11 @@ check_finite(const PortfolioLedger *ledger, const LedgerEntry *e,
 }
 
 /*
- * Reject a ledger row that breaks the rules, before any of it is applied.
+ * Reject a ledger row that breaks the rules, before any of it is applied;
+ * remember the asset of an asset type.
  */
 static void
-check_entry(const MarketData *md, const PortfolioLedger *ledger,
-			const LedgerEntry *e)
+check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e)
 {
 	if (e->type == TXN_UNKNOWN)
 		ereport(ERROR,
@@ -276,7 +315,8 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger,
 		if (!e->has_asset)
 			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 						 "a %s needs an asset_id", e->type_text);
-		if (hash_search(md->assets, &e->asset_id, HASH_FIND, NULL) == NULL)
+		e->asset = hash_search(md->assets, &e->asset_id, HASH_FIND, NULL);
+		if (e->asset == NULL)
 			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 						 "asset %s is unknown", uuid_text(&e->asset_id));
 	}
@@ -286,16 +326,15 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger,
  * Find the position of an asset, creating an empty one when create is true.
  */
 static Position *
-get_position(HTAB *positions, const MarketData *md, const pg_uuid_t *asset_id,
-			 bool create)
+get_position(HTAB *positions, const LedgerEntry *e, bool create)
 {
 	bool		found;
 	Position   *pos;
 
-	pos = hash_search(positions, asset_id, create ? HASH_ENTER : HASH_FIND, &found);
+	pos = hash_search(positions, &e->asset_id, create ? HASH_ENTER : HASH_FIND, &found);
 	if (pos != NULL && !found)
 	{
-		pos->asset = hash_search(md->assets, asset_id, HASH_FIND, NULL);
+		pos->asset = e->asset;
 		pos->quantity = const_zero;
 		pos->cost = const_zero;
 		pos->lots = NULL;
@@ -378,6 +417,16 @@ remove_quantity(Position *pos, Numeric quantity, CostMethod method)
 }
 
 /*
+ * Count a transaction's fee (in the base currency) in fees; none is 0.
+ */
+static inline void
+add_fees(Totals *t, const LedgerEntry *e, Numeric fee_base)
+{
+	if (e->fee != NULL)
+		t->fees = n_add(t->fees, fee_base);
+}
+
+/*
  * Money leaves the portfolio (BUY, FEE): out of cash when the portfolio has a
  * cash account, else an external flow in.
  */
@@ -429,9 +478,8 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 			const LedgerEntry *e, HTAB *positions, Totals *t)
 {
 	Numeric		gross = n_mul(e->quantity, e->price);
-	Numeric		fee = e->fee ? e->fee : const_zero;
 	Numeric		rate = e->rate ? e->rate : const_one;
-	Numeric		fee_base = n_mul(fee, rate);
+	Numeric		fee_base = e->fee ? to_base(e->fee, e->rate) : const_zero;
 	bool		on_day = snapshot_utc_date(e->transaction_date) == md->snapshot_date;
 	Position   *pos = NULL;
 	Numeric		amount;
@@ -439,50 +487,50 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 	switch (e->type)
 	{
 		case TXN_BUY:
-			amount = n_mul(n_add(gross, fee), rate);
-			pos = get_position(positions, md, &e->asset_id, true);
+			amount = to_base(plus_fee(gross, e->fee), e->rate);
+			pos = get_position(positions, e, true);
 			add_lot(pos, e->quantity, amount);
 			pay(t, amount, on_day);
-			t->fees = n_add(t->fees, fee_base);
+			add_fees(t, e, fee_base);
 			break;
 
 		case TXN_SELL:
-			pos = get_position(positions, md, &e->asset_id, false);
+			pos = get_position(positions, e, false);
 			if (pos == NULL || n_cmp(e->quantity, pos->quantity) > 0)
 				LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, e,
 							 "sells %s of asset %s but only %s is held",
 							 n_text(e->quantity), uuid_text(&e->asset_id),
 							 n_text(pos ? pos->quantity : const_zero));
-			amount = n_mul(n_sub(gross, fee), rate);
+			amount = to_base(minus_fee(gross, e->fee), e->rate);
 			t->realized = n_add(t->realized,
 								n_sub(amount, remove_quantity(pos, e->quantity,
 															  md->cost_method)));
 			receive(t, amount, on_day);
-			t->fees = n_add(t->fees, fee_base);
+			add_fees(t, e, fee_base);
 			break;
 
 		case TXN_DEPOSIT:
-			amount = n_mul(gross, rate);
+			amount = to_base(gross, e->rate);
 			t->cash = n_sub(n_add(t->cash, amount), fee_base);
 			external_flow(t, amount, on_day);
-			t->fees = n_add(t->fees, fee_base);
+			add_fees(t, e, fee_base);
 			return;
 
 		case TXN_WITHDRAWAL:
-			amount = n_mul(gross, rate);
+			amount = to_base(gross, e->rate);
 			t->cash = n_sub(n_sub(t->cash, amount), fee_base);
 			external_flow(t, n_sub(const_zero, amount), on_day);
-			t->fees = n_add(t->fees, fee_base);
+			add_fees(t, e, fee_base);
 			return;
 
 		case TXN_DIVIDEND:
-			t->income = n_add(t->income, n_mul(gross, rate));
-			receive(t, n_mul(n_sub(gross, fee), rate), on_day);
-			t->fees = n_add(t->fees, fee_base);
+			t->income = n_add(t->income, to_base(gross, e->rate));
+			receive(t, to_base(minus_fee(gross, e->fee), e->rate), on_day);
+			add_fees(t, e, fee_base);
 			return;
 
 		case TXN_FEE:
-			amount = n_mul(n_add(gross, fee), rate);
+			amount = to_base(plus_fee(gross, e->fee), e->rate);
 			pay(t, amount, on_day);
 			t->fees = n_add(t->fees, amount);
 			return;
@@ -625,17 +673,21 @@ positions_jsonb(ValuedPosition *vps, int n)
 	{
 		ValuedPosition *vp = &vps[i];
 
+		/*
+		 * Keys in jsonb's own order (shorter first, then bytewise), so the
+		 * sort at WJB_END_OBJECT finds them sorted and does no work.
+		 */
 		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		push_string(&state, "asset_id", uuid_text(&vp->pos->asset_id));
-		push_string(&state, "symbol", vp->pos->asset->symbol);
-		push_numeric(&state, "quantity", vp->pos->quantity);
 		push_numeric(&state, "price", vp->price);
-		push_string(&state, "price_date", snapshot_date_iso(vp->price_date));
-		push_string(&state, "price_source", vp->price_source);
-		push_string(&state, "currency", vp->pos->asset->currency);
+		push_string(&state, "symbol", vp->pos->asset->symbol);
 		push_numeric(&state, "fx_rate", vp->fx_rate);
-		push_numeric(&state, "market_value", vp->market_value);
+		push_string(&state, "asset_id", uuid_text(&vp->pos->asset_id));
+		push_string(&state, "currency", vp->pos->asset->currency);
+		push_numeric(&state, "quantity", vp->pos->quantity);
 		push_numeric(&state, "cost_basis", vp->pos->cost);
+		push_string(&state, "price_date", snapshot_date_iso(vp->price_date));
+		push_numeric(&state, "market_value", vp->market_value);
+		push_string(&state, "price_source", vp->price_source);
 		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
 	}
 	result = pushJsonbValue(&state, WJB_END_ARRAY, NULL);

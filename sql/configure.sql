@@ -6,7 +6,7 @@ CREATE EXTENSION snapshot;
 CREATE SCHEMA app;
 SET LOCAL search_path = app, public;
 \i examples/schema.sql
-SELECT plan(22);
+SELECT plan(23);
 
 SELECT lives_ok($$SELECT snapshot.snapshot_configure()$$, 'the defaults resolve in the caller''s search_path');
 SELECT results_eq(
@@ -64,6 +64,19 @@ SELECT throws_ok($$SELECT snapshot.snapshot_configure(stale_after_days => -1)$$,
     '22023', 'invalid stale_after_days: -1', 'a negative stale_after_days');
 SELECT results_eq($$SELECT cost_method, stale_after_days, assets::text FROM snapshot.snapshot_config$$,
     $$VALUES ('average', 5, 'assets')$$, 'a rejected call leaves the configuration as it was');
+
+-- a ledger table without an index for the walk gets a NOTICE naming the fix
+CREATE TABLE app.unindexed AS SELECT * FROM app.transactions;
+SELECT is((SELECT count(*) FROM pg_index WHERE indrelid = 'app.unindexed'::regclass), 0::bigint, 'app.unindexed has no index');
+\set VERBOSITY terse
+\set QUIET 0
+SET client_min_messages = notice;
+SELECT snapshot.snapshot_configure(transactions => 'unindexed');  -- NOTICE
+SELECT snapshot.snapshot_configure();                              -- indexed: no NOTICE
+RESET client_min_messages;
+\set QUIET 1
+\set VERBOSITY default
+SELECT snapshot.snapshot_configure(cost_method => 'average');
 
 -- views with castable column types are sources too
 CREATE VIEW app.portfolio_view AS SELECT id::text AS id, base_currency::varchar(3) AS base_currency FROM app.portfolios;
