@@ -1,0 +1,297 @@
+"""The snapshot benchmark: capture_all_snapshots against the best set-based SQL
+and against a PL/pgSQL loop of capture_snapshot, at N and 4N portfolios.
+
+Run by bench/run.sh, which starts the cluster and passes its socket and port.
+Every timing runs in a fresh backend after TRUNCATE of the outputs and a
+CHECKPOINT, so each one writes the same rows into empty tables and its
+backend's peak memory is its own. Methods alternate within each round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import psycopg2
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+METHODS = {
+    "a": "capture_all_snapshots",
+    "b": "set-based SQL (simpler valuation)",
+    "c": "PL/pgSQL loop of capture_snapshot",
+}
+
+
+@dataclass
+class Timing:
+    method: str
+    scale: int
+    seconds: float
+    vm_hwm_kb: int
+    peak_rss_anon_kb: int
+
+
+@dataclass
+class Results:
+    timings: list[Timing] = field(default_factory=list)
+    checks: dict[str, object] = field(default_factory=dict)
+
+    def of(self, method: str, scale: int) -> list[Timing]:
+        return [t for t in self.timings if t.method == method and t.scale == scale]
+
+    def median(self, method: str, scale: int) -> float:
+        return statistics.median(t.seconds for t in self.of(method, scale))
+
+    def peak_hwm(self, method: str, scale: int) -> int:
+        return max(t.vm_hwm_kb for t in self.of(method, scale))
+
+    def peak_anon(self, method: str, scale: int) -> int:
+        return max(t.peak_rss_anon_kb for t in self.of(method, scale))
+
+
+def connect(args: argparse.Namespace, dbname: str):
+    conn = psycopg2.connect(host=args.host, port=args.port, user=args.user, dbname=dbname)
+    conn.autocommit = True
+    return conn
+
+
+@contextmanager
+def session(args: argparse.Namespace, dbname: str):
+    """A cursor on an autocommit connection, closed afterwards."""
+    conn = connect(args, dbname)
+    try:
+        with conn.cursor() as cur:
+            yield cur
+    finally:
+        conn.close()
+
+
+def psql(args: argparse.Namespace, dbname: str, *extra: str) -> None:
+    subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", args.host, "-p", str(args.port),
+                    "-U", args.user, "-d", dbname, *extra], check=True)
+
+
+def load(args: argparse.Namespace, scale: int) -> str:
+    """A database with the reference schema and the deterministic dataset at this scale."""
+    dbname = f"bench_{scale}"
+    with session(args, "postgres") as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS {dbname}")
+        cur.execute(f"CREATE DATABASE {dbname}")
+    started = time.perf_counter()
+    psql(args, dbname, "-f", str(ROOT / "examples" / "schema.sql"))
+    psql(args, dbname, "-v", f"portfolios={scale}", "-v", "assets=2000", "-v", "days=60",
+         "-f", str(ROOT / "examples" / "demo_data.sql"))
+    psql(args, dbname, "-c", "VACUUM (ANALYZE) transactions, portfolios, assets, asset_prices, fx_rates")
+    psql(args, dbname, "-c", "CREATE EXTENSION snapshot",
+         "-c", "SELECT snapshot.snapshot_configure(fx_rates => 'fx_rates')",
+         "-f", str(HERE / "set_based.sql"))
+    with session(args, dbname) as cur:
+        cur.execute("SELECT count(*) FROM transactions")
+        rows = cur.fetchone()[0]
+    print(f"  loaded {scale:,} portfolios, {rows:,} transactions in {time.perf_counter() - started:.0f} s",
+          flush=True)
+    return dbname
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    out = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "RssAnon"):
+                out[key] = int(value.split()[0])
+    return out
+
+
+def run_method(args: argparse.Namespace, dbname: str, method: str, scale: int, day: date) -> Timing:
+    with session(args, dbname) as cur:
+        cur.execute("TRUNCATE snapshot.portfolio_snapshots, snapshot.snapshot_runs CASCADE;"
+                    " TRUNCATE bench_simple_snapshots")
+        cur.execute("CHECKPOINT")
+    conn = connect(args, dbname)
+    cur = conn.cursor()
+    cur.execute("SELECT pg_backend_pid()")
+    pid = cur.fetchone()[0]
+    if method == "b":
+        cur.execute("SET work_mem = %s", (args.work_mem,))
+        cur.execute("PREPARE b(date, timestamptz) AS " + (HERE / "set_based_query.sql").read_text())
+    peak = {"anon": 0}
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            try:
+                peak["anon"] = max(peak["anon"], memory_kb(pid).get("RssAnon", 0))
+            except OSError:
+                return
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    if method == "a":
+        cur.execute("SELECT status, captured FROM snapshot.capture_all_snapshots(%s, 'bench')", (day,))
+        status, captured = cur.fetchone()
+        assert status == "succeeded" and captured == scale, (status, captured)
+    elif method == "b":
+        cur.execute("EXECUTE b(%s, %s::date + 1)", (day, day))
+        assert cur.rowcount == scale, cur.rowcount
+    else:
+        cur.execute("DO $$ DECLARE p record; BEGIN FOR p IN SELECT id FROM portfolios LOOP"
+                    " PERFORM snapshot.capture_snapshot(p.id, %s::date); END LOOP; END $$" % f"'{day}'")
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    hwm = memory_kb(pid)["VmHWM"]
+    conn.close()
+    if method == "c":
+        with session(args, dbname) as c2:
+            c2.execute("SELECT count(*) FROM snapshot.portfolio_snapshots")
+            assert c2.fetchone()[0] == scale
+    print(f"  {scale:>9,}  ({method}) {METHODS[method]:<36} {seconds:8.2f} s"
+          f"  VmHWM {hwm / 1024:6.1f} MB  peak private {peak['anon'] / 1024:6.1f} MB", flush=True)
+    return Timing(method, scale, seconds, hwm, peak["anon"])
+
+
+def check_agreement(args: argparse.Namespace, dbname: str, day: date, sample: int) -> int:
+    """After a capture of all, capture_snapshot must give every sampled portfolio the same row."""
+    with session(args, dbname) as cur:
+        cur.execute("SELECT status FROM snapshot.capture_all_snapshots(%s, 'bench')", (day,))
+        cur.execute("CREATE TEMP TABLE from_all AS SELECT * FROM snapshot.portfolio_snapshots"
+                    " WHERE snapshot_date = %s ORDER BY md5(portfolio_id::text) LIMIT %s", (day, sample))
+        cur.execute("""
+            SELECT count(*) FROM from_all a
+              JOIN LATERAL snapshot.capture_snapshot(a.portfolio_id, a.snapshot_date) s ON true
+             WHERE (a.base_currency, a.market_value, a.cash_balance, a.net_worth, a.total_cost,
+                    a.unrealized_pnl, a.realized_pnl, a.income, a.fees, a.net_contribution, a.day_flow,
+                    a.position_count, a.missing_prices, a.stale_prices, a.missing_fx, a.positions)
+                IS DISTINCT FROM
+                   (s.base_currency, s.market_value, s.cash_balance, s.net_worth, s.total_cost,
+                    s.unrealized_pnl, s.realized_pnl, s.income, s.fees, s.net_contribution, s.day_flow,
+                    s.position_count, s.missing_prices, s.stale_prices, s.missing_fx, s.positions)""")
+        return cur.fetchone()[0]
+
+
+def machine(args: argparse.Namespace) -> dict[str, str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    mem_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
+    with session(args, "postgres") as cur:
+        cur.execute("SELECT version(), current_setting('shared_buffers'), current_setting('work_mem')")
+        version, shared_buffers, work_mem = cur.fetchone()
+    return {"cpu": cpu, "cores": str(os.cpu_count()), "memory": f"{mem_kb / 1024 / 1024:.0f} GiB",
+            "postgres": version.split(" on ")[0], "shared_buffers": shared_buffers,
+            "work_mem": f"{work_mem} (b: {args.work_mem})",
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d")}
+
+
+def report(results: Results, n: int, info: dict[str, str]) -> str:
+    lines = [f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory']}; {info['postgres']};"
+             f" shared_buffers {info['shared_buffers']}, work_mem {info['work_mem']}; {info['date']}.",
+             "",
+             "| method | N | runs | median s | portfolios/s | backend VmHWM MB | peak private MB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for scale in (n, 4 * n):
+        for method in "abc":
+            runs = results.of(method, scale)
+            if not runs:
+                continue
+            med = results.median(method, scale)
+            lines.append(f"| ({method}) {METHODS[method]} | {scale:,} | {len(runs)} | {med:.2f} |"
+                         f" {scale / med:,.0f} | {results.peak_hwm(method, scale) / 1024:.0f} |"
+                         f" {results.peak_anon(method, scale) / 1024:.0f} |")
+    a_n, b_n, c_n = (results.median(m, n) for m in "abc")
+    a_4n = results.median("a", 4 * n)
+    hwm_n, hwm_4n = results.peak_hwm("a", n), results.peak_hwm("a", 4 * n)
+    targets = [
+        (f"(a) / (b) at N = {n:,}", a_n / b_n, "<= 0.5", a_n / b_n <= 0.5),
+        ("(a) / (c) at N", a_n / c_n, "<= 0.2", a_n / c_n <= 0.2),
+        ("(a) time 4N / N", a_4n / a_n, "<= 4.4", a_4n / a_n <= 4.4),
+        ("(a) VmHWM 4N / N", hwm_4n / hwm_n, "<= 1.2", hwm_4n / hwm_n <= 1.2),
+        ("(a) VmHWM at 4N, MB", hwm_4n / 1024, "< 256", hwm_4n / 1024 < 256),
+        ("(a) vs capture_snapshot, differing sampled rows", results.checks["disagreements"], "= 0",
+         results.checks["disagreements"] == 0),
+    ]
+    lines += ["", "| target | measured | goal | met |", "|---|---:|---|---|"]
+    for name, value, goal, ok in targets:
+        shown = f"{value:.3f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {name} | {shown} | {goal} | {'yes' if ok else 'NO'} |")
+    return "\n".join(lines)
+
+
+def chart(results: Results, n: int, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for method, marker in zip("abc", "os^"):
+        scales = [s for s in (n, 4 * n) if results.of(method, s)]
+        ax.plot(scales, [results.median(method, s) for s in scales], marker=marker,
+                label=f"({method}) {METHODS[method]}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks([n, 4 * n], [f"{n:,}", f"{4 * n:,}"])
+    ax.set_xlabel("portfolios (N)")
+    ax.set_ylabel("seconds (median)")
+    ax.set_title("Daily snapshot of every portfolio: time against N")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--user", default="postgres")
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--rounds", type=int, default=3, help="timings of each method at N")
+    parser.add_argument("--rounds-4n", type=int, default=3, help="timings of (a) and (b) at 4N")
+    parser.add_argument("--loop-rounds-4n", type=int, default=1, help="timings of (c) at 4N (slow)")
+    parser.add_argument("--work-mem", default="512MB", help="work_mem of the set-based statement")
+    parser.add_argument("--sample", type=int, default=200, help="portfolios checked against capture_snapshot")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    day = datetime.now(timezone.utc).date()
+    results = Results()
+    info = machine(args)
+    for scale, rounds, loop_rounds in ((args.n, args.rounds, args.rounds), (4 * args.n, args.rounds_4n, args.loop_rounds_4n)):
+        print(f"N = {scale:,}", flush=True)
+        dbname = load(args, scale)
+        for r in range(max(rounds, loop_rounds)):
+            for method in "abc":
+                if r < (loop_rounds if method == "c" else rounds):
+                    results.timings.append(run_method(args, dbname, method, scale, day))
+        if scale == args.n:
+            results.checks["disagreements"] = check_agreement(args, dbname, day, args.sample)
+            print(f"  capture_snapshot agrees with capture_all_snapshots on {args.sample} sampled portfolios:"
+                  f" {results.checks['disagreements']} differ", flush=True)
+        with session(args, "postgres") as cur:
+            cur.execute(f"DROP DATABASE {dbname}")
+    table = report(results, args.n, info)
+    print()
+    print(table)
+    (args.out / "results.md").write_text(table + "\n")
+    (args.out / "timings.json").write_text(json.dumps({"machine": info, "timings": [t.__dict__ for t in results.timings],
+                                                       "checks": results.checks}, indent=2) + "\n")
+    chart(results, args.n, args.out / "bench.png")
+    print(f"\nwrote {args.out / 'results.md'}, {args.out / 'timings.json'} and {args.out / 'bench.png'}")
+
+
+if __name__ == "__main__":
+    main()
