@@ -5,11 +5,12 @@
  *	  plumbing: configuration, market data, the ordered ledger walk, per
  *	  portfolio isolation, batched upserts and run bookkeeping.
  *
- * capture_all_snapshots() and capture_snapshot() share one path: open one
- * ordered cursor over portfolios LEFT JOIN ledger, cut it into portfolios,
- * value each (snapshot_valuation.c) and upsert the figures in batches.  The
- * only differences are a filter on one portfolio, and whether a portfolio's
- * data error is isolated and recorded (all) or raised (one).
+ * capture_all_snapshots() and capture_snapshot() share one path: merge two
+ * index-ordered cursors (portfolios by id, the ledger by portfolio, date and
+ * id) into one ledger per portfolio, value each (snapshot_valuation.c) and
+ * upsert the figures in batches.  The only differences are a filter on one
+ * portfolio, and whether a portfolio's data error is isolated and recorded
+ * (all) or raised (one).
  *
  *-------------------------------------------------------------------------
  */
@@ -104,7 +105,7 @@ _PG_init(void)
 {
 	DefineCustomIntVariable("snapshot.batch_size",
 							"Portfolios valued and written per batch by the capture functions.",
-							"The ledger cursor is fetched in batches of ten rows per portfolio.",
+							"The ledger cursor is fetched ten rows per portfolio of a batch at a time.",
 							&snapshot_batch_size,
 							1000, 1, 100000,
 							PGC_USERSET, 0,
@@ -457,42 +458,34 @@ ensure_partition(Capture *cap, DateADT d)
 static void
 prepare_upsert(Capture *cap)
 {
-	static const char *const columns[] = {
+	/* the columns fed by the batch arrays $5.., in the order of cap->batch */
+	static const char *const columns[SNAPSHOT_BATCH_ARRAYS] = {
+		"portfolio_id", "base_currency",
 		"market_value", "cash_balance", "net_worth", "total_cost", "unrealized_pnl",
 		"realized_pnl", "income", "fees", "net_contribution", "day_flow",
 		"position_count", "missing_prices", "stale_prices", "missing_fx", "positions",
 	};
-	Oid			types[4 + SNAPSHOT_BATCH_ARRAYS];
+	Oid			types[4 + SNAPSHOT_BATCH_ARRAYS] = {DATEOID, INT8OID, JSONBOID, TIMESTAMPTZOID};
 	StringInfoData sql;
+	StringInfoData select;
 	StringInfoData update;
 
 	initStringInfo(&sql);
+	initStringInfo(&select);
 	initStringInfo(&update);
+
 	/*
 	 * Every row of a capture has the same date, so the upsert goes straight
 	 * to that month's partition and its primary key arbitrates conflicts.
+	 * The arrays are unnested in the select list (in lockstep), which
+	 * streams the rows; unnest in FROM would first copy the whole batch into
+	 * a tuplestore.
 	 */
-	appendStringInfo(&sql,
-					 "INSERT INTO %s.%s AS s (portfolio_id, snapshot_date,"
-					 " base_currency, run_id, metadata, captured_at",
+	appendStringInfo(&sql, "INSERT INTO %s.%s AS s (snapshot_date, run_id, metadata, captured_at",
 					 cap->nsp, quote_identifier(partition_name(cap->md.snapshot_date)));
-	appendStringInfoString(&update, "base_currency = EXCLUDED.base_currency,"
-						   " run_id = EXCLUDED.run_id, metadata = EXCLUDED.metadata,"
+	appendStringInfoString(&select, "SELECT $1, $2, $3, $4");
+	appendStringInfoString(&update, "run_id = EXCLUDED.run_id, metadata = EXCLUDED.metadata,"
 						   " captured_at = EXCLUDED.captured_at");
-	for (int i = 0; i < (int) lengthof(columns); i++)
-	{
-		appendStringInfo(&sql, ", %s", columns[i]);
-		appendStringInfo(&update, ", %s = EXCLUDED.%s", columns[i], columns[i]);
-	}
-	appendStringInfoString(&sql,
-						   ") SELECT u.c1, $1, u.c2, $2, $3, $4");
-	for (int i = 0; i < (int) lengthof(columns); i++)
-		appendStringInfo(&sql, ", u.c%d", i + 3);
-	appendStringInfoString(&sql, " FROM ROWS FROM (");
-	types[0] = DATEOID;
-	types[1] = INT8OID;
-	types[2] = JSONBOID;
-	types[3] = TIMESTAMPTZOID;
 	for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
 	{
 		Oid			elemtype = i == 0 ? UUIDOID
@@ -502,13 +495,13 @@ prepare_upsert(Capture *cap)
 			: JSONBOID;
 
 		types[4 + i] = get_array_type(elemtype);
-		appendStringInfo(&sql, "%spg_catalog.unnest($%d)", i == 0 ? "" : ", ", i + 5);
+		appendStringInfo(&sql, ", %s", columns[i]);
+		appendStringInfo(&select, ", pg_catalog.unnest($%d)", i + 5);
+		if (i > 0)
+			appendStringInfo(&update, ", %s = EXCLUDED.%s", columns[i], columns[i]);
 	}
-	appendStringInfoString(&sql, ") AS u(c1, c2");
-	for (int i = 0; i < (int) lengthof(columns); i++)
-		appendStringInfo(&sql, ", c%d", i + 3);
-	appendStringInfo(&sql, ") ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET %s",
-					 update.data);
+	appendStringInfo(&sql, ") %s ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET %s",
+					 select.data, update.data);
 
 	cap->upsert_plan = SPI_prepare(sql.data, 4 + SNAPSHOT_BATCH_ARRAYS, types);
 	if (cap->upsert_plan == NULL)

@@ -9,7 +9,7 @@ PG_MAJOR=15
 PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
 DEBIAN_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
                  postgresql-$PG_MAJOR-cron libtap-parser-sourcehandler-pgtap-perl make gcc
-                 python3 python3-venv bc)
+                 python3 python3-venv)
 VENV="$ROOT/.tmp/venv"
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -40,9 +40,9 @@ log "pytest: dags/tests"
 set +e
 (cd "$ROOT/dags" && "$VENV/bin/python" -m pytest -p no:cacheprovider -q tests) 2>&1 | tee "$ROOT/.tmp/pytest.log"
 set -e
-summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed)|^(=+ )?no tests ran' "$ROOT/.tmp/pytest.log" | tail -1)
-py_passed=$(echo "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
-py_failed=$(echo "$summary" | grep -oE '[0-9]+ (failed|error|errors)' | grep -oE '[0-9]+' | paste -sd+ | bc 2>/dev/null || echo 0)
+summary=$( (grep -E '^(=+ )?[0-9]+ (passed|failed)|^(=+ )?no tests ran' "$ROOT/.tmp/pytest.log" || true) | tail -1)
+py_passed=$( (echo "$summary" | grep -oE '[0-9]+ passed' || true) | awk '{n += $1} END {print n + 0}')
+py_failed=$( (echo "$summary" | grep -oE '[0-9]+ (failed|error|errors)' || true) | awk '{n += $1} END {print n + 0}')
 [ -n "$py_passed" ] || py_passed=0
 [ -n "$py_failed" ] || py_failed=0
 [ "$py_passed" -gt 0 ] || py_failed=$((py_failed + 1))   # pytest that ran nothing has failed
