@@ -880,19 +880,25 @@ walk_portfolios(Capture *cap)
 		ledger.base_currency = portfolios.nulls[1] ? NULL
 			: TextDatumGetCString(portfolios.values[1]);
 
-		/* skip the ledger rows of portfolios the portfolios relation lacks */
+		/*
+		 * Skip the ledger rows of portfolios the portfolios relation lacks,
+		 * then gather this one's.  A fetch returns in the SPI procedure's
+		 * context, so the portfolio's context is selected again after each.
+		 */
 		while (have_txn &&
 			   (cmp = memcmp(DatumGetUUIDP(ledger_rows.values[0])->data, ledger.id.data,
 							 UUID_LEN)) < 0)
 			have_txn = reader_next(&ledger_rows);
 		while (have_txn && cmp == 0)
 		{
+			MemoryContextSwitchTo(portfolio_cxt);
 			collect_row(&ledger, &ledger_rows);
 			have_txn = reader_next(&ledger_rows);
 			cmp = have_txn ? memcmp(DatumGetUUIDP(ledger_rows.values[0])->data,
 									ledger.id.data, UUID_LEN) : 1;
 		}
 
+		MemoryContextSwitchTo(portfolio_cxt);
 		if (have_previous && memcmp(previous.data, ledger.id.data, UUID_LEN) == 0)
 			duplicate_portfolio(cap, &ledger);
 		else
