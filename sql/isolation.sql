@@ -80,9 +80,18 @@ DELETE FROM portfolios;
 SELECT results_eq($$SELECT status, portfolios, captured, failed FROM snapshot.capture_all_snapshots('2026-03-05', 'none')$$,
     $$VALUES ('succeeded', 0, 0, 0)$$, 'a run over no portfolios succeeds with zero counts');
 
--- the backend's activity is restored after a run
-SELECT ok(query LIKE 'SELECT ok(query LIKE%', 'pg_stat_activity shows the statement again after a capture')
-  FROM pg_stat_activity WHERE pid = pg_backend_pid();
+-- the backend's activity is restored when a run returns, still inside the
+-- statement that called it (the next statement would reset it anyway)
+CREATE FUNCTION pg_temp.activity_after_capture() RETURNS text LANGUAGE plpgsql AS $$
+DECLARE q text;
+BEGIN
+    PERFORM snapshot.capture_all_snapshots('2026-03-05', 'activity');
+    PERFORM pg_stat_clear_snapshot();
+    SELECT a.query INTO q FROM pg_stat_activity a WHERE a.pid = pg_backend_pid();
+    RETURN q;
+END $$;
+SELECT ok(pg_temp.activity_after_capture() LIKE 'SELECT ok(pg_temp.activity_after_capture() LIKE %',
+          'pg_stat_activity shows the calling statement again once a capture returns');
 SELECT is(count(*), 0::bigint, 'no run is left running') FROM snapshot.snapshot_runs WHERE status = 'running';
 
 SELECT * FROM finish();
