@@ -44,53 +44,7 @@ PG_MODULE_MAGIC;
 /* First key of the advisory lock that serializes captures of one date. */
 #define SNAPSHOT_LOCK_KEY 0x534E4150	/* "SNAP" */
 
-/*
- * A batch is written as parallel arrays: portfolio_id, base_currency, the ten
- * numeric figures, the four counts and positions.
- */
-#define SNAPSHOT_BATCH_ARRAYS 17
-
-static int	snapshot_batch_size = 1000;
-
-/* The stored configuration, resolved to quoted, qualified names. */
-typedef struct SnapshotConfig
-{
-	char	   *portfolios;
-	char	   *assets;
-	char	   *transactions;
-	char	   *prices;
-	char	   *fx_rates;		/* NULL when not configured */
-	CostMethod	cost_method;
-	char	   *cost_method_name;
-	int			stale_after_days;
-} SnapshotConfig;
-
-/* The state of one capture, all or one. */
-typedef struct Capture
-{
-	Oid			nspid;			/* the extension's schema */
-	const char *nsp;			/* ... quoted */
-	SnapshotConfig config;
-	MarketData	md;
-	bool		single;			/* capture_snapshot(): one portfolio, raise */
-	pg_uuid_t	portfolio_id;	/* when single */
-	int64		run_id;			/* 0 when single */
-	Datum		metadata;		/* jsonb, the same for every row of a capture */
-	TimestampTz captured_at;
-
-	/* the batch of valued portfolios not yet written */
-	MemoryContext batch_cxt;
-	SPIPlanPtr	upsert_plan;
-	int			nbatch;
-	Datum	   *batch[SNAPSHOT_BATCH_ARRAYS];
-
-	/* counts */
-	int64		total;			/* portfolios expected (for progress) */
-	int64		walked;
-	int64		captured;
-	int64		failed;
-
-} Capture;
+int			snapshot_batch_size = 1000;
 
 void		_PG_init(void);
 
@@ -108,6 +62,21 @@ _PG_init(void)
 							"The ledger cursor is fetched ten rows per portfolio of a batch at a time.",
 							&snapshot_batch_size,
 							1000, 1, 100000,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("snapshot.max_workers",
+							"Background workers that value portfolios for one capture_all_snapshots() call.",
+							"The calling backend writes the snapshots while the workers walk and value "
+							"ranges of portfolios; 0 values every portfolio in the calling backend.",
+							&snapshot_max_workers,
+							2, 0, 64,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("snapshot.portfolios_per_worker",
+							"Portfolios each valuation worker is given at least.",
+							"Smaller captures use fewer workers, or none.",
+							&snapshot_portfolios_per_worker,
+							10000, 1, INT_MAX,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("snapshot");
@@ -192,8 +161,8 @@ load_config(Capture *cap)
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
-	const char *roles[] = {"portfolios", "assets", "transactions", "prices", "fx_rates"};
-	char	  **targets[] = {&cap->config.portfolios, &cap->config.assets,
+	const char *roles[SNAPSHOT_RELATIONS] = {"portfolios", "assets", "transactions", "prices", "fx_rates"};
+	char	  **targets[SNAPSHOT_RELATIONS] = {&cap->config.portfolios, &cap->config.assets,
 		&cap->config.transactions, &cap->config.prices, &cap->config.fx_rates};
 
 	initStringInfo(&sql);
@@ -212,11 +181,12 @@ load_config(Capture *cap)
 
 	tup = SPI_tuptable->vals[0];
 	desc = SPI_tuptable->tupdesc;
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < SNAPSHOT_RELATIONS; i++)
 	{
 		Datum		d = SPI_getbinval(tup, desc, i + 1, &isnull);
 
-		*targets[i] = isnull ? NULL : relation_name(DatumGetObjectId(d), roles[i]);
+		cap->config.relids[i] = isnull ? InvalidOid : DatumGetObjectId(d);
+		*targets[i] = isnull ? NULL : relation_name(cap->config.relids[i], roles[i]);
 	}
 	cap->config.cost_method_name = SPI_getvalue(tup, desc, 6);
 	cap->config.cost_method = strcmp(cap->config.cost_method_name, "average") == 0
@@ -257,8 +227,8 @@ asset_filter(Capture *cap, const char *column)
  * Build the asset, price and FX maps once for the capture, from the same
  * snapshot of the sources as the ledger walk.
  */
-static void
-load_market_data(Capture *cap)
+void
+snapshot_load_market_data(Capture *cap)
 {
 	Oid			types[2] = {DATEOID, UUIDOID};
 	Datum		values[2];
@@ -510,34 +480,60 @@ prepare_upsert(Capture *cap)
 }
 
 /*
- * Add a valued portfolio to the batch, copying its figures out of the
- * per-portfolio context.
+ * Add one valued portfolio to the batch; figures holds the ten numerics and
+ * counts the four counts, in the order of the batch arrays.  The datums are
+ * copied into the batch context, unless copy is false because they were
+ * allocated there.
  */
-static void
-batch_add(Capture *cap, const PortfolioLedger *ledger, const SnapshotFigures *f)
+void
+snapshot_batch_add(Capture *cap, Datum id, Datum base_currency,
+				   const Datum *figures, const int32 *counts, Datum positions,
+				   bool copy)
 {
 	MemoryContext old = MemoryContextSwitchTo(cap->batch_cxt);
 	int			n = cap->nbatch;
-	Numeric		nums[10] = {f->market_value, f->cash_balance, f->net_worth, f->total_cost,
-		f->unrealized_pnl, f->realized_pnl, f->income, f->fees, f->net_contribution, f->day_flow};
-	int32		ints[4] = {f->position_count, f->missing_prices, f->stale_prices, f->missing_fx};
-	pg_uuid_t  *id;
 
 	if (n == 0)
 		for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
 			cap->batch[i] = palloc(sizeof(Datum) * snapshot_batch_size);
 
-	id = palloc(sizeof(pg_uuid_t));
-	*id = ledger->id;
-	cap->batch[0][n] = UUIDPGetDatum(id);
-	cap->batch[1][n] = CStringGetTextDatum(ledger->base_currency);
+	cap->batch[0][n] = copy ? datumCopy(id, false, UUID_LEN) : id;
+	cap->batch[1][n] = copy ? datumCopy(base_currency, false, -1) : base_currency;
 	for (int i = 0; i < 10; i++)
-		cap->batch[2 + i][n] = datumCopy(NumericGetDatum(nums[i]), false, -1);
+		cap->batch[2 + i][n] = copy ? datumCopy(figures[i], false, -1) : figures[i];
 	for (int i = 0; i < 4; i++)
-		cap->batch[12 + i][n] = Int32GetDatum(ints[i]);
-	cap->batch[16][n] = datumCopy(JsonbPGetDatum(f->positions), false, -1);
+		cap->batch[12 + i][n] = Int32GetDatum(counts[i]);
+	cap->batch[16][n] = copy ? datumCopy(positions, false, -1) : positions;
 	cap->nbatch++;
 	MemoryContextSwitchTo(old);
+	cap->captured++;
+	if (cap->nbatch >= snapshot_batch_size)
+		snapshot_batch_flush(cap);
+}
+
+/*
+ * Queue one portfolio's figures: into the batch, or to the leader when this
+ * is a valuation worker.
+ */
+static void
+queue_figures(Capture *cap, const PortfolioLedger *ledger, const SnapshotFigures *f)
+{
+	Datum		figures[10] = {NumericGetDatum(f->market_value), NumericGetDatum(f->cash_balance),
+		NumericGetDatum(f->net_worth), NumericGetDatum(f->total_cost),
+		NumericGetDatum(f->unrealized_pnl), NumericGetDatum(f->realized_pnl),
+		NumericGetDatum(f->income), NumericGetDatum(f->fees),
+	NumericGetDatum(f->net_contribution), NumericGetDatum(f->day_flow)};
+	int32		counts[4] = {f->position_count, f->missing_prices, f->stale_prices, f->missing_fx};
+
+	if (cap->out != NULL)
+	{
+		snapshot_send_figures(cap, &ledger->id, ledger->base_currency, f);
+		cap->captured++;
+		return;
+	}
+	snapshot_batch_add(cap, UUIDPGetDatum(&ledger->id),
+					   CStringGetTextDatum(ledger->base_currency),
+					   figures, counts, JsonbPGetDatum(f->positions), true);
 }
 
 /*
@@ -557,8 +553,8 @@ report_progress(Capture *cap)
 /*
  * Write the batch with one upsert and report progress.
  */
-static void
-batch_flush(Capture *cap)
+void
+snapshot_batch_flush(Capture *cap)
 {
 	Datum		values[4 + SNAPSHOT_BATCH_ARRAYS];
 	char		nulls[4 + SNAPSHOT_BATCH_ARRAYS];
@@ -598,22 +594,29 @@ batch_flush(Capture *cap)
 		MemoryContextReset(cap->batch_cxt);
 	}
 
-	if (!cap->single)
+	if (!cap->single && cap->out == NULL)
 		report_progress(cap);
 }
 
 /*
- * Record a portfolio that could not be valued.
+ * Record a portfolio that could not be valued, in snapshot_run_errors or, in
+ * a valuation worker, by telling the leader.
  */
-static void
-record_error(Capture *cap, const pg_uuid_t *portfolio_id, int sqlerrcode,
-			 const char *message, const char *detail)
+void
+snapshot_record_error(Capture *cap, const pg_uuid_t *portfolio_id, int sqlerrcode,
+					  const char *message, const char *detail)
 {
 	Oid			types[5] = {INT8OID, UUIDOID, TEXTOID, TEXTOID, TEXTOID};
 	Datum		values[5];
 	char		nulls[5] = {' ', ' ', ' ', ' ', detail ? ' ' : 'n'};
 	char	   *sql;
 
+	cap->failed++;
+	if (cap->out != NULL)
+	{
+		snapshot_send_error(cap, portfolio_id, sqlerrcode, message, detail);
+		return;
+	}
 	values[0] = Int64GetDatum(cap->run_id);
 	values[1] = UUIDPGetDatum(portfolio_id);
 	values[2] = CStringGetTextDatum(unpack_sql_state(sqlerrcode));
@@ -682,8 +685,7 @@ duplicate_portfolio(Capture *cap, PortfolioLedger *ledger)
 				errmsg_internal("%s", message),
 				errdetail_internal("%s", detail),
 				errhint("Make the portfolios relation list each id once."));
-	record_error(cap, &ledger->id, ERRCODE_DATA_EXCEPTION, message, detail);
-	cap->failed++;
+	snapshot_record_error(cap, &ledger->id, ERRCODE_DATA_EXCEPTION, message, detail);
 }
 
 /*
@@ -702,14 +704,11 @@ finish_portfolio(Capture *cap, PortfolioLedger *ledger)
 		snapshot_value_portfolio(&cap->md, ledger, &figures);
 	else if (!value_isolated(&cap->md, ledger, &figures, CurrentMemoryContext, &edata))
 	{
-		record_error(cap, &ledger->id, edata->sqlerrcode, edata->message, edata->detail);
-		cap->failed++;
+		snapshot_record_error(cap, &ledger->id, edata->sqlerrcode, edata->message,
+							  edata->detail);
 		return;
 	}
-	batch_add(cap, ledger, &figures);
-	cap->captured++;
-	if (cap->nbatch >= snapshot_batch_size)
-		batch_flush(cap);
+	queue_figures(cap, ledger, &figures);
 }
 
 /*
@@ -817,6 +816,22 @@ collect_row(PortfolioLedger *ledger, RowReader *t)
 }
 
 /*
+ * The condition restricting a walk to the portfolios it covers, on the
+ * portfolio id column given: one portfolio ($2), a range ($3, $4) or all.
+ */
+static char *
+walk_filter(Capture *cap, const char *column)
+{
+	if (cap->single)
+		return psprintf(" AND %s::pg_catalog.uuid OPERATOR(pg_catalog.=) $2", column);
+	return psprintf("%s%s%s%s",
+					cap->range.has_lo ? " AND " : "",
+					cap->range.has_lo ? psprintf("%s::pg_catalog.uuid OPERATOR(pg_catalog.>=) $3", column) : "",
+					cap->range.has_hi ? " AND " : "",
+					cap->range.has_hi ? psprintf("%s::pg_catalog.uuid OPERATOR(pg_catalog.<) $4", column) : "");
+}
+
+/*
  * Walk the portfolios and their ledgers in one ordered pass and value each:
  * two cursors, portfolios by id and the ledger by (portfolio_id,
  * transaction_date, id), both in the order of an index (so nothing is
@@ -825,11 +840,11 @@ collect_row(PortfolioLedger *ledger, RowReader *t)
  * failed); rows are gathered per portfolio in a context reset after each
  * one, so memory stays flat.
  */
-static void
-walk_portfolios(Capture *cap)
+void
+snapshot_walk(Capture *cap)
 {
-	Oid			types[2] = {TIMESTAMPTZOID, UUIDOID};
-	Datum		values[2];
+	Oid			types[4] = {TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID};
+	Datum		values[4];
 	RowReader	portfolios;
 	RowReader	ledger_rows;
 	bool		have_txn;
@@ -837,19 +852,23 @@ walk_portfolios(Capture *cap)
 	PortfolioLedger ledger;
 	pg_uuid_t	previous;
 	bool		have_previous = false;
-	const char *one = cap->single ? " AND p.id::pg_catalog.uuid OPERATOR(pg_catalog.=) $2" : "";
 	long		fetch_rows = Max(snapshot_batch_size * 10L, 100L);
 
-	/* the ledger: transactions dated before the end of the UTC day */
+	/*
+	 * The ledger: transactions dated before the end of the UTC day.  $2 is
+	 * the one portfolio of a single capture; $3 and $4 bound a worker's range.
+	 */
 	values[0] = TimestampTzGetDatum(((TimestampTz) cap->md.snapshot_date + 1) * USECS_PER_DAY);
 	values[1] = UUIDPGetDatum(&cap->portfolio_id);
+	values[2] = UUIDPGetDatum(&cap->range.lo);
+	values[3] = UUIDPGetDatum(&cap->range.hi);
 
 	reader_open(&portfolios,
 				psprintf("SELECT p.id::pg_catalog.uuid, p.base_currency::pg_catalog.text"
 						 " FROM %s p WHERE p.id IS NOT NULL AND $1 IS NOT NULL%s"
 						 " ORDER BY p.id::pg_catalog.uuid",
-						 cap->config.portfolios, one),
-				cap->single ? 2 : 1, types, values, Max(snapshot_batch_size, 100));
+						 cap->config.portfolios, walk_filter(cap, "p.id")),
+				4, types, values, Max(snapshot_batch_size, 100));
 	reader_open(&ledger_rows,
 				psprintf("SELECT t.portfolio_id::pg_catalog.uuid, t.asset_id::pg_catalog.uuid,"
 						 " t.type::pg_catalog.text, t.quantity::pg_catalog.numeric,"
@@ -861,9 +880,8 @@ walk_portfolios(Capture *cap)
 						 " AND t.portfolio_id IS NOT NULL%s"
 						 " ORDER BY t.portfolio_id::pg_catalog.uuid,"
 						 " t.transaction_date::pg_catalog.timestamptz, t.id",
-						 cap->config.transactions,
-						 cap->single ? " AND t.portfolio_id::pg_catalog.uuid OPERATOR(pg_catalog.=) $2" : ""),
-				cap->single ? 2 : 1, types, values, fetch_rows);
+						 cap->config.transactions, walk_filter(cap, "t.portfolio_id")),
+				4, types, values, fetch_rows);
 
 	portfolio_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot portfolio",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -910,7 +928,7 @@ walk_portfolios(Capture *cap)
 	}
 	reader_close(&ledger_rows);
 	reader_close(&portfolios);
-	batch_flush(cap);
+	snapshot_batch_flush(cap);
 	MemoryContextDelete(portfolio_cxt);
 }
 
@@ -919,10 +937,10 @@ walk_portfolios(Capture *cap)
  * configuration and market data: the bracket both capture functions share.
  * Everything allocated lives until capture_end().
  */
-static void
-capture_begin(Capture *cap, FunctionCallInfo fcinfo, DateADT snapshot_date)
+void
+snapshot_capture_setup(Capture *cap, Oid nspid, DateADT snapshot_date)
 {
-	cap->nspid = get_func_namespace(fcinfo->flinfo->fn_oid);
+	cap->nspid = nspid;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "snapshot: SPI_connect failed");
 	cap->nsp = quote_identifier(get_namespace_name(cap->nspid));
@@ -936,19 +954,36 @@ capture_begin(Capture *cap, FunctionCallInfo fcinfo, DateADT snapshot_date)
 }
 
 /*
- * Read the sources under one snapshot and write the snapshots: the shared
- * middle of both capture functions.
+ * The bracket both capture functions open, for the function called.
  */
 static void
-capture_run(Capture *cap, const char *triggered_by)
+capture_begin(Capture *cap, FunctionCallInfo fcinfo, DateADT snapshot_date)
 {
+	snapshot_capture_setup(cap, get_func_namespace(fcinfo->flinfo->fn_oid), snapshot_date);
+}
+
+/*
+ * Read the sources under one snapshot and write the snapshots: the shared
+ * middle of both capture functions.  wrote_before says whether the calling
+ * transaction had written anything before the capture began (which
+ * valuation workers, in transactions of their own, could not see).
+ */
+static void
+capture_run(Capture *cap, const char *triggered_by, bool wrote_before)
+{
+	int			nworkers;
+
 	/*
 	 * Every read below is read-only SPI under this one snapshot, so all
 	 * portfolios are valued against one consistent view of the sources, as of
 	 * the moment the capture got its turn.
 	 */
 	PushActiveSnapshot(GetTransactionSnapshot());
-	load_market_data(cap);
+
+	/* with workers, the leader needs market data only for a range of its own */
+	nworkers = cap->single ? 0 : snapshot_parallel_workers(cap, wrote_before);
+	if (nworkers == 0)
+		snapshot_load_market_data(cap);
 	cap->metadata = build_metadata(cap, triggered_by);
 	ensure_partition(cap, cap->md.snapshot_date);
 
@@ -960,7 +995,10 @@ capture_run(Capture *cap, const char *triggered_by)
 	if (next_month(cap->md.snapshot_date) == next_month(utc_today()))
 		ensure_partition(cap, next_month(cap->md.snapshot_date));
 	prepare_upsert(cap);
-	walk_portfolios(cap);
+	if (nworkers > 0)
+		snapshot_walk_parallel(cap, nworkers);
+	else
+		snapshot_walk(cap);
 	PopActiveSnapshot();
 }
 
@@ -979,12 +1017,14 @@ capture_all_snapshots(PG_FUNCTION_ARGS)
 	DateADT		snapshot_date = check_snapshot_date(fcinfo, 0);
 	char	   *triggered_by;
 	const char *saved_activity = debug_query_string;
-	Oid			types[5] = {DATEOID, TEXTOID, INT8OID, INT8OID, INT8OID};
-	Datum		values[5];
+	Oid			types[6] = {DATEOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		values[6];
+	Oid			runs;
 	char	   *sql;
 	bool		isnull;
 	const char *status;
 	Datum		result;
+	bool		wrote_before;
 
 	if (PG_ARGISNULL(1) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
 		ereport(ERROR,
@@ -996,6 +1036,9 @@ capture_all_snapshots(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("triggered_by must be at most 64 characters long"));
+
+	/* before the run row below gives this transaction an XID */
+	wrote_before = TransactionIdIsValid(GetTopTransactionIdIfAny());
 
 	memset(&cap, 0, sizeof(cap));
 	capture_begin(&cap, fcinfo, snapshot_date);
@@ -1022,7 +1065,7 @@ capture_all_snapshots(PG_FUNCTION_ARGS)
 											 1, &isnull));
 
 	report_progress(&cap);
-	capture_run(&cap, triggered_by);
+	capture_run(&cap, triggered_by, wrote_before);
 
 	if (cap.failed == 0)
 		status = "succeeded";
@@ -1035,13 +1078,18 @@ capture_all_snapshots(PG_FUNCTION_ARGS)
 	values[2] = Int64GetDatum(cap.walked);
 	values[3] = Int64GetDatum(cap.captured);
 	values[4] = Int64GetDatum(cap.failed);
+	values[5] = Int64GetDatum(cap.workers);
 	types[0] = INT8OID;
+
+	/* snapshot_runs.workers exists from version 1.2 of the SQL objects on */
+	runs = get_relname_relid("snapshot_runs", cap.nspid);
 	sql = psprintf("UPDATE %s.snapshot_runs SET status = $2,"
 				   " finished_at = pg_catalog.clock_timestamp(), portfolios = $3,"
-				   " captured = $4, failed = $5"
+				   " captured = $4, failed = $5%s"
 				   " WHERE run_id OPERATOR(pg_catalog.=) $1 RETURNING *",
-				   cap.nsp);
-	spi_run(sql, 5, types, values, NULL, false, SPI_OK_UPDATE_RETURNING);
+				   cap.nsp,
+				   get_attnum(runs, "workers") != InvalidAttrNumber ? ", workers = $6" : "");
+	spi_run(sql, 6, types, values, NULL, false, SPI_OK_UPDATE_RETURNING);
 	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
 
 	SPI_finish();
@@ -1075,7 +1123,7 @@ capture_snapshot(PG_FUNCTION_ARGS)
 	cap.single = true;
 	cap.portfolio_id = *PG_GETARG_UUID_P(0);
 	capture_begin(&cap, fcinfo, snapshot_date);
-	capture_run(&cap, "capture_snapshot");
+	capture_run(&cap, "capture_snapshot", true);
 	if (cap.walked == 0)
 		ereport(ERROR,
 				errcode(ERRCODE_NO_DATA_FOUND),

@@ -10,6 +10,7 @@
 #define SNAPSHOT_EXT_H
 
 #include "datatype/timestamp.h"
+#include "executor/spi.h"
 #include "utils/date.h"
 #include "utils/hsearch.h"
 #include "utils/jsonb.h"
@@ -118,6 +119,101 @@ typedef struct SnapshotFigures
 	int32		missing_fx;
 	Jsonb	   *positions;
 } SnapshotFigures;
+
+/*
+ * A batch is written as parallel arrays: portfolio_id, base_currency, the ten
+ * numeric figures, the four counts and positions.
+ */
+#define SNAPSHOT_BATCH_ARRAYS 17
+
+/* The relations snapshot_configure() names, in this order. */
+#define SNAPSHOT_RELATIONS 5
+
+/* The stored configuration, resolved to quoted, qualified names. */
+typedef struct SnapshotConfig
+{
+	Oid			relids[SNAPSHOT_RELATIONS]; /* InvalidOid when not configured */
+	char	   *portfolios;
+	char	   *assets;
+	char	   *transactions;
+	char	   *prices;
+	char	   *fx_rates;		/* NULL when not configured */
+	CostMethod	cost_method;
+	char	   *cost_method_name;
+	int			stale_after_days;
+} SnapshotConfig;
+
+/*
+ * A range of portfolio ids, [lo, hi); a missing bound is unbounded.  A
+ * capture of all walks the whole range, or splits it among workers.
+ */
+typedef struct SnapshotRange
+{
+	bool		has_lo;
+	bool		has_hi;
+	pg_uuid_t	lo;
+	pg_uuid_t	hi;
+} SnapshotRange;
+
+struct shm_mq_handle;
+
+/* The state of one capture, all or one, or of one worker's share of it. */
+typedef struct Capture
+{
+	Oid			nspid;			/* the extension's schema */
+	const char *nsp;			/* ... quoted */
+	SnapshotConfig config;
+	MarketData	md;
+	bool		single;			/* capture_snapshot(): one portfolio, raise */
+	pg_uuid_t	portfolio_id;	/* when single */
+	SnapshotRange range;		/* the portfolios walked (all when unbounded) */
+	int64		run_id;			/* 0 when single */
+	Datum		metadata;		/* jsonb, the same for every row of a capture */
+	TimestampTz captured_at;
+
+	/*
+	 * In a valuation worker: where valued portfolios and errors go instead of
+	 * the batch and snapshot_run_errors.
+	 */
+	struct shm_mq_handle *out;
+
+	/* the batch of valued portfolios not yet written */
+	MemoryContext batch_cxt;
+	SPIPlanPtr	upsert_plan;
+	int			nbatch;
+	Datum	   *batch[SNAPSHOT_BATCH_ARRAYS];
+
+	/* counts */
+	int64		total;			/* portfolios expected (for progress) */
+	int64		walked;
+	int64		captured;
+	int64		failed;
+	int			workers;		/* valuation workers that took part */
+} Capture;
+
+/* snapshot.c: the capture steps a valuation worker shares with the leader */
+extern PGDLLIMPORT int snapshot_batch_size;
+extern void snapshot_capture_setup(Capture *cap, Oid nspid, DateADT snapshot_date);
+extern void snapshot_load_market_data(Capture *cap);
+extern void snapshot_walk(Capture *cap);
+extern void snapshot_batch_add(Capture *cap, Datum id, Datum base_currency,
+							   const Datum *figures, const int32 *counts, Datum positions,
+							   bool copy);
+extern void snapshot_batch_flush(Capture *cap);
+extern void snapshot_record_error(Capture *cap, const pg_uuid_t *portfolio_id,
+								  int sqlerrcode, const char *message,
+								  const char *detail);
+
+/* snapshot_parallel.c */
+extern int	snapshot_max_workers;
+extern int	snapshot_portfolios_per_worker;
+extern int	snapshot_parallel_workers(Capture *cap, bool wrote_before);
+extern void snapshot_walk_parallel(Capture *cap, int nworkers);
+extern void snapshot_send_figures(Capture *cap, const pg_uuid_t *id,
+								  const char *base_currency,
+								  const SnapshotFigures *f);
+extern void snapshot_send_error(Capture *cap, const pg_uuid_t *id, int sqlerrcode,
+								const char *message, const char *detail);
 
 /* snapshot_valuation.c */
 extern TxnType snapshot_parse_txn_type(const char *type_text);

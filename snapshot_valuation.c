@@ -238,6 +238,25 @@ snapshot_date_iso(DateADT d)
 				day;
 
 	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
+
+	/* the positions array prints one per open position: no format parsing */
+	if (y >= 1 && y <= 9999)
+	{
+		char	   *out = palloc(11);
+
+		out[0] = '0' + y / 1000;
+		out[1] = '0' + y / 100 % 10;
+		out[2] = '0' + y / 10 % 10;
+		out[3] = '0' + y % 10;
+		out[4] = '-';
+		out[5] = '0' + m / 10;
+		out[6] = '0' + m % 10;
+		out[7] = '-';
+		out[8] = '0' + day / 10;
+		out[9] = '0' + day % 10;
+		out[10] = '\0';
+		return out;
+	}
 	return psprintf("%04d-%02d-%02d", y, m, day);
 }
 

@@ -5,7 +5,7 @@
 BEGIN;
 CREATE EXTENSION pgtap;
 \i examples/schema.sql
-SELECT plan(10);
+SELECT plan(12);
 
 -- everything the extension defines, as text
 CREATE FUNCTION pg_temp.extension_objects() RETURNS SETOF text LANGUAGE sql AS $$
@@ -43,21 +43,23 @@ SELECT snapshot.snapshot_configure();
 SELECT is((snapshot.capture_all_snapshots('2026-03-05', 'under 1.0')).status, 'succeeded', 'a 1.0 capture');
 
 ALTER EXTENSION snapshot UPDATE;
-SELECT is(extversion, '1.1', 'ALTER EXTENSION UPDATE goes to 1.1') FROM pg_extension WHERE extname = 'snapshot';
+SELECT is(extversion, '1.2', 'ALTER EXTENSION UPDATE goes through 1.1 to 1.2') FROM pg_extension WHERE extname = 'snapshot';
 SELECT has_function('snapshot', 'capture_all_snapshots_if_missing', ARRAY['date', 'text'], '1.1 has the fallback');
 SELECT is((SELECT count(*) FROM snapshot.portfolio_snapshots) + (SELECT count(*) FROM snapshot.snapshot_runs)
           + (SELECT count(*) FROM snapshot.snapshot_config), 3::bigint, 'the update keeps snapshots, runs and configuration');
 SELECT is((snapshot.capture_all_snapshots_if_missing('2026-03-05')).triggered_by, 'under 1.0',
           'the 1.1 fallback finds the 1.0 run');
+SELECT has_column('snapshot', 'snapshot_runs', 'workers', '1.2 records the valuation workers of a run');
+SELECT is((SELECT workers FROM snapshot.snapshot_runs), 0, 'the 1.0 run counts no workers');
 CREATE TEMP TABLE updated AS SELECT * FROM pg_temp.extension_objects() AS o;
 
 DROP EXTENSION snapshot;
 CREATE EXTENSION snapshot;
-SELECT is(extversion, '1.1', 'a fresh install is 1.1') FROM pg_extension WHERE extname = 'snapshot';
+SELECT is(extversion, '1.2', 'a fresh install is 1.2') FROM pg_extension WHERE extname = 'snapshot';
 CREATE TEMP TABLE fresh AS SELECT * FROM pg_temp.extension_objects() AS o;
 SELECT ok((SELECT count(*) FROM fresh) > 30, 'the comparison covers the functions, columns, constraints and indexes');
 SELECT set_eq('SELECT * FROM updated', 'SELECT * FROM fresh',
-              '1.0 updated to 1.1 has exactly the objects of a fresh 1.1 install');
+              '1.0 updated to 1.2 has exactly the objects of a fresh 1.2 install');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,0 +1,622 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_parallel.c
+ *	  Valuation workers for capture_all_snapshots(): dynamic background
+ *	  workers that walk and value ranges of portfolios under the calling
+ *	  backend's snapshot and send the figures back through shared memory
+ *	  queues, while the calling backend (the leader) writes them.
+ *
+ * The leader keeps everything that writes (the run row, the batched upserts,
+ * snapshot_run_errors) in its own transaction, so a capture still commits or
+ * rolls back whole.  Each worker restores the leader's snapshot, as parallel
+ * query does, and runs the very walk the leader would (snapshot_walk) over
+ * its range of portfolio ids, with its own subtransaction per portfolio.  It
+ * sends one message per portfolio:
+ *
+ *	'r'  the figures of a valued portfolio
+ *	'f'  a portfolio that could not be valued (SQLSTATE, message, detail)
+ *	'z'  the range is done
+ *
+ * and its own errors arrive as protocol messages ('E', 'N', through
+ * pq_redirect_to_shm_mq), which the leader rethrows, failing the capture.
+ *
+ * Workers are used only where they see exactly what the leader sees: not
+ * when the calling transaction wrote before the capture (a worker's own
+ * transaction cannot see those rows), not when a configured relation is
+ * temporary (it belongs to the leader's session), and not under SERIALIZABLE
+ * (a worker's reads would not take part in the leader's conflict checks).
+ * A worker that cannot be started leaves its range to the leader.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "libpq/pqformat.h"
+#include "libpq/pqmq.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "storage/shm_mq.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/wait_event.h"
+
+#include "snapshot.h"
+
+int			snapshot_max_workers = 2;
+int			snapshot_portfolios_per_worker = 10000;
+
+/* the queue from each worker to the leader */
+#define SNAPSHOT_QUEUE_SIZE ((Size) 1024 * 1024)
+
+/* settings a worker takes from the leader (besides search_path) */
+static const char *const copied_settings[] = {
+	"TimeZone", "DateStyle", "IntervalStyle", "snapshot.batch_size",
+};
+
+#define SNAPSHOT_SETTING_LEN 256
+
+/* What the leader shares with its workers, at the start of the segment. */
+typedef struct ParallelShared
+{
+	Oid			dboid;
+	Oid			userid;			/* the capture's effective user */
+	Oid			nspid;			/* the extension's schema */
+	PGPROC	   *leader;
+	DateADT		snapshot_date;
+	int			nworkers;
+	Size		snapshot_offset;	/* the leader's serialized snapshot */
+	Size		queues_offset;	/* nworkers queues of SNAPSHOT_QUEUE_SIZE */
+	char		settings[lengthof(copied_settings)][SNAPSHOT_SETTING_LEN];
+	SnapshotRange ranges[FLEXIBLE_ARRAY_MEMBER];	/* one per worker */
+} ParallelShared;
+
+/* The leader's handles on its workers, for stopping them on error. */
+typedef struct WorkerSet
+{
+	int			n;
+	BackgroundWorkerHandle *handles[FLEXIBLE_ARRAY_MEMBER];
+} WorkerSet;
+
+PGDLLEXPORT void snapshot_valuation_worker(Datum main_arg);
+
+/* a worker's reusable message buffer */
+static StringInfoData message;
+
+/*
+ * How many valuation workers a capture of all should use: 0 unless they
+ * would read exactly what the leader reads (see the file header), else one
+ * per snapshot.portfolios_per_worker portfolios, at most
+ * snapshot.max_workers.
+ */
+int
+snapshot_parallel_workers(Capture *cap, bool wrote_before)
+{
+	int64		n;
+	HeapTuple	tup;
+	bool		canlogin;
+
+	if (snapshot_max_workers <= 0 || wrote_before || !IsUnderPostmaster ||
+		IsolationIsSerializable())
+		return 0;
+	n = Min(cap->total / snapshot_portfolios_per_worker, (int64) snapshot_max_workers);
+	if (n < 1)
+		return 0;
+
+	for (int i = 0; i < SNAPSHOT_RELATIONS; i++)
+		if (OidIsValid(cap->config.relids[i]) &&
+			get_rel_persistence(cap->config.relids[i]) == RELPERSISTENCE_TEMP)
+			return 0;
+
+	/* a worker connects as the capture's user, which must be able to */
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	if (!HeapTupleIsValid(tup))
+		return 0;
+	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	if (!canlogin)
+		return 0;
+
+	for (int i = 0; i < (int) lengthof(copied_settings); i++)
+		if (strlen(GetConfigOption(copied_settings[i], false, false)) >= SNAPSHOT_SETTING_LEN)
+			return 0;
+	return (int) n;
+}
+
+/*
+ * Split the portfolio ids into at most nworkers ranges of about equal counts,
+ * at the ids found by offset under the active snapshot.  Returns the number
+ * of ranges.
+ */
+static int
+split_ranges(Capture *cap, int nworkers, SnapshotRange *ranges)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	char	   *sql;
+	int			nranges = 1;
+
+	memset(ranges, 0, sizeof(SnapshotRange) * nworkers);
+	sql = psprintf("SELECT p.id::pg_catalog.uuid FROM %s p WHERE p.id IS NOT NULL"
+				   " ORDER BY p.id::pg_catalog.uuid OFFSET $1 LIMIT 1",
+				   cap->config.portfolios);
+	for (int i = 1; i < nworkers; i++)
+	{
+		bool		isnull;
+		pg_uuid_t  *bound;
+		int			rc;
+
+		values[0] = Int64GetDatum(cap->total * i / nworkers);
+		rc = SPI_execute_with_args(sql, 1, types, values, NULL, true, 1);
+		if (rc != SPI_OK_SELECT)
+			elog(ERROR, "snapshot: SPI_execute_with_args returned %s for: %s",
+				 SPI_result_code_string(rc), sql);
+		if (SPI_processed == 0)
+			break;
+		bound = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											1, &isnull));
+		if (ranges[nranges - 1].has_lo &&
+			memcmp(ranges[nranges - 1].lo.data, bound->data, UUID_LEN) == 0)
+			continue;
+		ranges[nranges - 1].has_hi = true;
+		ranges[nranges - 1].hi = *bound;
+		ranges[nranges].has_lo = true;
+		ranges[nranges].lo = *bound;
+		nranges++;
+	}
+	return nranges;
+}
+
+/*
+ * on_dsm_detach callback of the leader: stop the workers still running (the
+ * capture is ending, normally after they all finished, or on error).
+ */
+static void
+stop_workers(dsm_segment *seg, Datum arg)
+{
+	WorkerSet  *ws = (WorkerSet *) DatumGetPointer(arg);
+
+	for (int i = 0; i < ws->n; i++)
+		if (ws->handles[i] != NULL)
+			TerminateBackgroundWorker(ws->handles[i]);
+}
+
+/* Append a length-prefixed byte string to a message. */
+static void
+put_bytes(StringInfo buf, const void *data, int len)
+{
+	pq_sendint32(buf, len);
+	pq_sendbytes(buf, (const char *) data, len);
+}
+
+/* Read a length-prefixed byte string as a varlena in the current context (aligned). */
+static Datum
+get_varlena(StringInfo msg)
+{
+	int			len = pq_getmsgint(msg, 4);
+	char	   *copy = palloc(len);
+
+	memcpy(copy, pq_getmsgbytes(msg, len), len);
+	return PointerGetDatum(copy);
+}
+
+/* Read a length-prefixed byte string as a C string in the current context. */
+static char *
+get_cstring(StringInfo msg)
+{
+	int			len = pq_getmsgint(msg, 4);
+
+	return pnstrdup(pq_getmsgbytes(msg, len), len);
+}
+
+/*
+ * Send the message built in buf to the leader; a leader that has gone away
+ * ends the worker.
+ */
+static void
+send_message(Capture *cap, StringInfo buf, bool flush)
+{
+	if (shm_mq_send(cap->out, buf->len, buf->data, false, flush) != SHM_MQ_SUCCESS)
+		ereport(ERROR,
+				errcode(ERRCODE_ADMIN_SHUTDOWN),
+				errmsg("the capture this valuation worker served has ended"));
+}
+
+static StringInfo
+start_message(char type)
+{
+	if (message.data == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&message);
+		MemoryContextSwitchTo(old);
+	}
+	resetStringInfo(&message);
+	pq_sendbyte(&message, type);
+	return &message;
+}
+
+/*
+ * In a worker: send one valued portfolio to the leader.
+ */
+void
+snapshot_send_figures(Capture *cap, const pg_uuid_t *id, const char *base_currency,
+					  const SnapshotFigures *f)
+{
+	Numeric		figures[10] = {f->market_value, f->cash_balance, f->net_worth, f->total_cost,
+		f->unrealized_pnl, f->realized_pnl, f->income, f->fees, f->net_contribution, f->day_flow};
+	int32		counts[4] = {f->position_count, f->missing_prices, f->stale_prices, f->missing_fx};
+	StringInfo	buf = start_message('r');
+
+	pq_sendbytes(buf, (const char *) id->data, UUID_LEN);
+	put_bytes(buf, base_currency, strlen(base_currency));
+	for (int i = 0; i < 10; i++)
+		put_bytes(buf, figures[i], VARSIZE_ANY(figures[i]));
+	for (int i = 0; i < 4; i++)
+		pq_sendint32(buf, counts[i]);
+	put_bytes(buf, f->positions, VARSIZE_ANY(f->positions));
+	send_message(cap, buf, false);
+}
+
+/*
+ * In a worker: send one portfolio that could not be valued to the leader.
+ */
+void
+snapshot_send_error(Capture *cap, const pg_uuid_t *id, int sqlerrcode,
+					const char *message_text, const char *detail)
+{
+	StringInfo	buf = start_message('f');
+
+	if (message_text == NULL)
+		message_text = "unknown error";
+	pq_sendbytes(buf, (const char *) id->data, UUID_LEN);
+	pq_sendint32(buf, sqlerrcode);
+	put_bytes(buf, message_text, strlen(message_text));
+	pq_sendbyte(buf, detail != NULL);
+	if (detail != NULL)
+		put_bytes(buf, detail, strlen(detail));
+	send_message(cap, buf, false);
+}
+
+/*
+ * Act on one message from a worker; true when it says the worker is done.
+ * Allocations go to the current (per-message) context.
+ */
+static bool
+receive_message(Capture *cap, char *data, Size nbytes)
+{
+	StringInfoData msg;
+	pg_uuid_t	id;
+
+	msg.data = data;
+	msg.len = (int) nbytes;
+	msg.maxlen = (int) nbytes;
+	msg.cursor = 1;
+
+	switch (data[0])
+	{
+		case 'r':
+			{
+				Datum		base_currency;
+				Datum		figures[10];
+				int32		counts[4];
+				Datum		positions;
+
+				MemoryContext old;
+				pg_uuid_t  *idp;
+
+				/* decoded straight into the batch, which keeps them */
+				old = MemoryContextSwitchTo(cap->batch_cxt);
+				idp = palloc(sizeof(pg_uuid_t));
+				memcpy(idp->data, pq_getmsgbytes(&msg, UUID_LEN), UUID_LEN);
+				base_currency = PointerGetDatum(cstring_to_text(get_cstring(&msg)));
+				for (int i = 0; i < 10; i++)
+					figures[i] = get_varlena(&msg);
+				for (int i = 0; i < 4; i++)
+					counts[i] = (int32) pq_getmsgint(&msg, 4);
+				positions = get_varlena(&msg);
+				pq_getmsgend(&msg);
+				MemoryContextSwitchTo(old);
+				cap->walked++;
+				snapshot_batch_add(cap, UUIDPGetDatum(idp), base_currency, figures, counts,
+								   positions, false);
+				return false;
+			}
+		case 'f':
+			{
+				int			sqlerrcode;
+				char	   *text;
+				char	   *detail = NULL;
+
+				memcpy(id.data, pq_getmsgbytes(&msg, UUID_LEN), UUID_LEN);
+				sqlerrcode = (int) pq_getmsgint(&msg, 4);
+				text = get_cstring(&msg);
+				if (pq_getmsgbyte(&msg))
+					detail = get_cstring(&msg);
+				pq_getmsgend(&msg);
+				cap->walked++;
+				snapshot_record_error(cap, &id, sqlerrcode, text, detail);
+				return false;
+			}
+		case 'z':
+			return true;
+		case 'E':
+		case 'N':
+			{
+				ErrorData	edata;
+
+				/* a worker's error fails the capture, but never the session */
+				pq_parse_errornotice(&msg, &edata);
+				if (edata.elevel > ERROR)
+					edata.elevel = ERROR;
+				edata.context = edata.context
+					? psprintf("%s\nsnapshot valuation worker", edata.context)
+					: pstrdup("snapshot valuation worker");
+				ThrowErrorData(&edata);
+				return false;
+			}
+		default:
+			/* other protocol messages (parameter status, say) mean nothing here */
+			return false;
+	}
+}
+
+/*
+ * Start a worker for ranges[i]; false when no background worker slot is
+ * free.  The handle lives in TopTransactionContext, for stop_workers().
+ */
+static bool
+start_worker(dsm_segment *seg, int i, BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker worker;
+	MemoryContext old;
+	bool		started;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "snapshot");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "snapshot_valuation_worker");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "snapshot valuation worker %d for PID %d",
+			 i + 1, MyProcPid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "snapshot valuation worker");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+	memcpy(worker.bgw_extra, &i, sizeof(int));
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	started = RegisterDynamicBackgroundWorker(&worker, handle);
+	MemoryContextSwitchTo(old);
+	return started;
+}
+
+/*
+ * Walk one range in the leader itself (its worker could not start).
+ */
+static void
+walk_range_here(Capture *cap, const SnapshotRange *range)
+{
+	SnapshotRange all = cap->range;
+
+	if (cap->md.assets == NULL)
+		snapshot_load_market_data(cap);
+	cap->range = *range;
+	snapshot_walk(cap);
+	cap->range = all;
+}
+
+/*
+ * The leader's side of a capture of all with nworkers valuation workers:
+ * split the portfolios into ranges, start a worker per range, and write
+ * what they send, in batches, as the walk would.  Runs under the capture's
+ * active snapshot, which the workers restore.
+ */
+void
+snapshot_walk_parallel(Capture *cap, int nworkers)
+{
+	SnapshotRange *ranges = palloc(sizeof(SnapshotRange) * nworkers);
+	Snapshot	snapshot = GetActiveSnapshot();
+	Size		header;
+	Size		snapshot_size = EstimateSnapshotSpace(snapshot);
+	dsm_segment *seg;
+	ParallelShared *shared;
+	WorkerSet  *ws;
+	shm_mq_handle **queues;
+	bool	   *here;
+	int			active = 0;
+	MemoryContext message_cxt;
+
+	nworkers = split_ranges(cap, nworkers, ranges);
+
+	header = MAXALIGN(add_size(offsetof(ParallelShared, ranges),
+							   mul_size(sizeof(SnapshotRange), nworkers)));
+	seg = dsm_create(add_size(add_size(header, MAXALIGN(snapshot_size)),
+							  mul_size(SNAPSHOT_QUEUE_SIZE, nworkers)), 0);
+	shared = dsm_segment_address(seg);
+	shared->dboid = MyDatabaseId;
+	shared->userid = GetUserId();
+	shared->nspid = cap->nspid;
+	shared->leader = MyProc;
+	shared->snapshot_date = cap->md.snapshot_date;
+	shared->nworkers = nworkers;
+	shared->snapshot_offset = header;
+	shared->queues_offset = header + MAXALIGN(snapshot_size);
+	for (int i = 0; i < (int) lengthof(copied_settings); i++)
+		strlcpy(shared->settings[i], GetConfigOption(copied_settings[i], false, false),
+				SNAPSHOT_SETTING_LEN);
+	memcpy(shared->ranges, ranges, sizeof(SnapshotRange) * nworkers);
+	SerializeSnapshot(snapshot, (char *) shared + shared->snapshot_offset);
+
+	ws = MemoryContextAllocZero(TopTransactionContext,
+								offsetof(WorkerSet, handles) +
+								sizeof(BackgroundWorkerHandle *) * nworkers);
+	ws->n = nworkers;
+	on_dsm_detach(seg, stop_workers, PointerGetDatum(ws));
+
+	queues = palloc0(sizeof(shm_mq_handle *) * nworkers);
+	here = palloc0(sizeof(bool) * nworkers);
+	for (int i = 0; i < nworkers; i++)
+	{
+		shm_mq	   *mq = shm_mq_create((char *) shared + shared->queues_offset +
+									   i * SNAPSHOT_QUEUE_SIZE, SNAPSHOT_QUEUE_SIZE);
+
+		shm_mq_set_receiver(mq, MyProc);
+		if (start_worker(seg, i, &ws->handles[i]))
+		{
+			queues[i] = shm_mq_attach(mq, seg, ws->handles[i]);
+			active++;
+		}
+		else
+			here[i] = true;
+	}
+	for (int i = 0; i < nworkers; i++)
+		if (here[i])
+			walk_range_here(cap, &ranges[i]);
+
+	message_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot worker message",
+										ALLOCSET_DEFAULT_SIZES);
+	while (active > 0)
+	{
+		bool		received = false;
+
+		for (int i = 0; i < nworkers; i++)
+		{
+			Size		nbytes;
+			void	   *data;
+			shm_mq_result res;
+			shm_mq	   *mq;
+			MemoryContext old;
+			bool		done;
+
+			if (queues[i] == NULL)
+				continue;
+			res = shm_mq_receive(queues[i], &nbytes, &data, true);
+			if (res == SHM_MQ_WOULD_BLOCK)
+				continue;
+			received = true;
+			if (res == SHM_MQ_DETACHED)
+			{
+				mq = shm_mq_get_queue(queues[i]);
+				shm_mq_detach(queues[i]);
+				queues[i] = NULL;
+				active--;
+				/* a worker that never attached sent nothing: do its range */
+				if (shm_mq_get_sender(mq) == NULL)
+				{
+					walk_range_here(cap, &ranges[i]);
+					continue;
+				}
+				ereport(ERROR,
+						errcode(ERRCODE_INTERNAL_ERROR),
+						errmsg("a snapshot valuation worker exited before valuing all of its portfolios"),
+						errhint("The server log may say why."));
+			}
+			old = MemoryContextSwitchTo(message_cxt);
+			done = receive_message(cap, data, nbytes);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(message_cxt);
+			if (done)
+			{
+				shm_mq_detach(queues[i]);
+				queues[i] = NULL;
+				active--;
+				cap->workers++;
+			}
+		}
+		if (!received)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	snapshot_batch_flush(cap);
+
+	/* let the workers end their read-only transactions, then part */
+	for (int i = 0; i < nworkers; i++)
+		if (!here[i])
+			(void) WaitForBackgroundWorkerShutdown(ws->handles[i]);
+	ws->n = 0;
+	dsm_detach(seg);
+	MemoryContextDelete(message_cxt);
+}
+
+/*
+ * A valuation worker's main function: attach to the leader's segment and
+ * queue, connect as the capture's user, restore the leader's snapshot and
+ * settings, walk and value this worker's range, and say when done.
+ */
+void
+snapshot_valuation_worker(Datum main_arg)
+{
+	dsm_segment *seg;
+	ParallelShared *shared;
+	shm_mq	   *mq;
+	shm_mq_handle *mqh;
+	int			index;
+	Snapshot	snapshot;
+	Capture		cap;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("could not map the capture's dynamic shared memory segment"));
+	shared = dsm_segment_address(seg);
+	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));
+	if (index < 0 || index >= shared->nworkers)
+		elog(ERROR, "snapshot: valuation worker index %d out of range", index);
+	mq = (shm_mq *) ((char *) shared + shared->queues_offset + index * SNAPSHOT_QUEUE_SIZE);
+	shm_mq_set_sender(mq, MyProc);
+	mqh = shm_mq_attach(mq, seg, NULL);
+	pq_redirect_to_shm_mq(seg, mqh);
+
+	BackgroundWorkerInitializeConnectionByOid(shared->dboid, shared->userid,
+											  BGWORKER_BYPASS_ALLOWCONN);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+
+	/* the leader's snapshot first: settings may look at the catalogs */
+	snapshot = RestoreSnapshot((char *) shared + shared->snapshot_offset);
+	RestoreTransactionSnapshot(snapshot, shared->leader);
+	PushActiveSnapshot(snapshot);
+	for (int i = 0; i < (int) lengthof(copied_settings); i++)
+		SetConfigOption(copied_settings[i], shared->settings[i], PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	pgstat_report_activity(STATE_RUNNING, "snapshot valuation worker");
+
+	memset(&cap, 0, sizeof(cap));
+	snapshot_capture_setup(&cap, shared->nspid, shared->snapshot_date);
+	cap.range = shared->ranges[index];
+	cap.out = mqh;
+	snapshot_load_market_data(&cap);
+	snapshot_walk(&cap);
+	send_message(&cap, start_message('z'), true);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	dsm_detach(seg);
+	proc_exit(0);
+}

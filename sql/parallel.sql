@@ -1,0 +1,136 @@
+-- parallel: with valuation workers (snapshot.max_workers), a capture of all
+-- writes exactly the snapshots and errors the calling backend alone writes;
+-- workers that cannot start leave their range to the caller; a worker's
+-- error fails the capture with its own SQLSTATE; and a transaction that wrote
+-- before the capture is valued without workers, which could not see its rows.
+--
+-- Workers read in transactions of their own, so this file commits its data
+-- (no BEGIN ... ROLLBACK) and drops everything at the end.
+\i test/preamble.sql
+CREATE SCHEMA par;
+SET search_path = par, public;
+CREATE EXTENSION pgtap SCHEMA par;
+\i examples/schema.sql
+\set portfolios 240
+\set assets 30
+\set days 20
+\i examples/demo_data.sql
+RESET search_path;
+SET search_path = par, public;
+
+-- two portfolios that cannot be valued: a short sale, and no base currency
+ALTER TABLE portfolios ALTER COLUMN base_currency DROP NOT NULL;
+INSERT INTO portfolios (id, name, base_currency) VALUES
+    ('ffffffff-0000-0000-0000-000000000001', 'short sale', 'USD'),
+    ('00000000-0000-0000-0000-00000000000b', 'no base currency', NULL);
+INSERT INTO transactions (portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+SELECT 'ffffffff-0000-0000-0000-000000000001', id, 'SELL', 1, 10, 0, NULL, now() - interval '3 days'
+  FROM assets ORDER BY symbol LIMIT 1;
+
+CREATE EXTENSION snapshot;
+SELECT snapshot.snapshot_configure(portfolios => 'par.portfolios', assets => 'par.assets',
+                                   transactions => 'par.transactions', prices => 'par.asset_prices',
+                                   fx_rates => 'par.fx_rates');
+CREATE TABLE day AS SELECT (now() AT TIME ZONE 'UTC')::date - 1 AS d;
+CREATE VIEW snapshot_values AS
+SELECT portfolio_id, base_currency, market_value, cash_balance, net_worth, total_cost, unrealized_pnl,
+       realized_pnl, income, fees, net_contribution, day_flow, position_count, missing_prices,
+       stale_prices, missing_fx, positions
+  FROM snapshot.portfolio_snapshots WHERE snapshot_date = (SELECT d FROM day);
+CREATE VIEW run_errors AS
+SELECT portfolio_id, sqlstate, message, detail FROM snapshot.snapshot_run_errors
+ WHERE run_id = (SELECT max(run_id) FROM snapshot.snapshot_runs);
+SET snapshot.portfolios_per_worker = 1;
+
+-- Each capture runs in a statement of its own that writes nothing else
+-- first: CREATE TABLE ... AS would give the transaction an XID before the
+-- capture starts, and so no workers.  Runs are read back by run_id.
+CREATE VIEW run AS
+SELECT run_id, (status, portfolios, captured, failed, workers)::text AS counts, workers
+  FROM snapshot.snapshot_runs;
+
+SELECT plan(17);
+
+-- the reference: every portfolio valued by the calling backend
+SET snapshot.max_workers = 0;
+SELECT (snapshot.capture_all_snapshots((SELECT d FROM day), 'serial')).run_id AS serial_run \gset
+CREATE TABLE serial_values AS SELECT * FROM snapshot_values;
+CREATE TABLE serial_errors AS SELECT * FROM run_errors;
+SELECT is((SELECT counts FROM run WHERE run_id = :serial_run),
+          '(partial,242,240,2,0)', 'without workers: 240 captured, 2 failed, no workers');
+
+-- two workers
+SET snapshot.max_workers = 2;
+SELECT (snapshot.capture_all_snapshots((SELECT d FROM day), 'parallel')).run_id AS parallel_run \gset
+SELECT is((SELECT counts FROM run WHERE run_id = :parallel_run),
+          '(partial,242,240,2,2)', 'with two workers: the same counts, and two workers took part');
+SELECT set_eq('SELECT * FROM snapshot_values', 'SELECT * FROM serial_values',
+              'two workers write exactly the snapshots the calling backend alone writes');
+SELECT is((SELECT count(*) FROM snapshot.portfolio_snapshots
+            WHERE snapshot_date = (SELECT d FROM day) AND run_id = :parallel_run),
+          240::bigint, 'every snapshot of the date was written by the parallel run');
+SELECT set_eq('SELECT * FROM run_errors', 'SELECT * FROM serial_errors',
+              'the workers report the same errors, with the same SQLSTATE, message and detail');
+SELECT is((SELECT count(*) FROM run_errors WHERE sqlstate = '22000' AND message LIKE '%only 0 is held%'),
+          1::bigint, 'the short sale is recorded');
+SELECT is((SELECT count(*) FROM run_errors WHERE sqlstate = '22004'
+                                           AND portfolio_id = '00000000-0000-0000-0000-00000000000b'),
+          1::bigint, 'the portfolio without a base currency is recorded');
+SELECT ok((SELECT count(*) FROM serial_values) = 240 AND
+          (SELECT count(DISTINCT base_currency) FROM serial_values) = 3 AND
+          (SELECT sum(position_count) FROM serial_values) > 240 AND
+          (SELECT count(*) FROM serial_values WHERE market_value > 0) = 240,
+          'the comparison covers 240 valued portfolios in three base currencies');
+
+-- more workers than there are background worker slots (max_worker_processes
+-- is 8): the calling backend values the ranges of those that cannot start
+SET snapshot.max_workers = 64;
+SELECT (snapshot.capture_all_snapshots((SELECT d FROM day), 'crowded')).run_id AS crowded_run \gset
+SELECT is((SELECT (status, portfolios, captured, failed)::text FROM snapshot.snapshot_runs WHERE run_id = :crowded_run),
+          '(partial,242,240,2)', '64 ranges for at most 8 slots: the same counts');
+SELECT ok((SELECT workers BETWEEN 1 AND 8 FROM run WHERE run_id = :crowded_run),
+          'some workers took part, no more than there are slots');
+SELECT set_eq('SELECT * FROM snapshot_values', 'SELECT * FROM serial_values',
+              'ranges valued by workers and by the calling backend make the same snapshots');
+SELECT set_eq('SELECT * FROM run_errors', 'SELECT * FROM serial_errors',
+              '... and the same errors');
+
+-- a worker's own error (here from a portfolios view that refuses to be read
+-- outside the calling backend) fails the whole capture with its SQLSTATE
+CREATE TABLE leader (pid int);
+INSERT INTO leader VALUES (pg_backend_pid());
+CREATE FUNCTION only_in_leader() RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF pg_backend_pid() <> (SELECT pid FROM par.leader) THEN
+        RAISE EXCEPTION 'read outside the calling backend' USING ERRCODE = 'P0042';
+    END IF;
+    RETURN true;
+END $$;
+CREATE VIEW checked_portfolios AS SELECT * FROM portfolios WHERE only_in_leader();
+SELECT snapshot.snapshot_configure(portfolios => 'par.checked_portfolios', assets => 'par.assets',
+                                   transactions => 'par.transactions', prices => 'par.asset_prices',
+                                   fx_rates => 'par.fx_rates');
+SET snapshot.max_workers = 2;
+SELECT throws_ok($$SELECT snapshot.capture_all_snapshots((SELECT d FROM par.day), 'failing worker')$$,
+                 'P0042', 'read outside the calling backend',
+                 'a worker''s error fails the capture with the worker''s SQLSTATE and message');
+SELECT is((SELECT count(*) FROM snapshot.snapshot_runs WHERE triggered_by = 'failing worker'),
+          0::bigint, 'the failed capture left no run behind');
+SELECT is((SELECT count(*) FROM snapshot_values WHERE portfolio_id IN (SELECT portfolio_id FROM serial_values)),
+          240::bigint, '... and the earlier snapshots of the date are intact');
+
+-- a transaction that wrote before the capture: no workers (they could not
+-- see its rows), so the view is only ever read by the calling backend
+BEGIN;
+UPDATE leader SET pid = pg_backend_pid();
+SELECT (snapshot.capture_all_snapshots((SELECT d FROM day), 'after a write')).run_id AS written_run \gset
+SELECT is((SELECT counts FROM run WHERE run_id = :written_run),
+          '(partial,242,240,2,0)', 'after a write in the same transaction the capture uses no workers');
+COMMIT;
+SELECT set_eq('SELECT * FROM snapshot_values', 'SELECT * FROM serial_values',
+              '... and values every portfolio all the same');
+
+SELECT * FROM finish();
+SET client_min_messages = warning;
+DROP EXTENSION snapshot CASCADE;
+DROP SCHEMA par CASCADE;
