@@ -480,32 +480,122 @@ prepare_upsert(Capture *cap)
 }
 
 /*
- * Add one valued portfolio to the batch; figures holds the ten numerics and
- * counts the four counts, in the order of the batch arrays.  The datums are
- * copied into the batch context, unless copy is false because they were
- * allocated there.
+ * Start the batch's columns: portfolio_id, base_currency, the ten numeric
+ * figures, the four counts and positions, in the order of the upsert's
+ * arrays.  Their buffers live in the batch context.
+ */
+static void
+batch_init(Capture *cap)
+{
+	for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
+	{
+		BatchColumn *c = &cap->batch[i];
+
+		c->elemtype = i == 0 ? UUIDOID
+			: i == 1 ? TEXTOID
+			: i < 12 ? NUMERICOID
+			: i < 16 ? INT4OID
+			: JSONBOID;
+		c->typlen = i == 0 ? UUID_LEN : (i >= 12 && i < 16) ? (int16) sizeof(int32) : -1;
+		c->typalign = i == 0 ? TYPALIGN_CHAR : TYPALIGN_INT;
+		c->size = 8192;
+		c->buf = MemoryContextAllocZero(cap->batch_cxt, c->size);
+		c->len = ARR_OVERHEAD_NONULLS(1);
+	}
+}
+
+/*
+ * Append one element to a batch column: typlen bytes, or a varlena (whose
+ * pointer need not be aligned) with its 4-byte header.
+ */
+static void
+batch_append(BatchColumn *c, const char *value)
+{
+	Size		start = att_align_nominal(c->len, c->typalign);
+	Size		n;
+	uint32		header = 0;
+	bool		short_header = false;
+
+	if (c->typlen > 0)
+		n = c->typlen;
+	else if (VARATT_IS_1B(value))
+	{
+		/* a short header is widened: array elements carry 4-byte headers */
+		if (VARATT_IS_1B_E(value))
+			elog(ERROR, "snapshot: unexpected TOAST pointer in a snapshot value");
+		short_header = true;
+		n = VARSIZE_1B(value) - VARHDRSZ_SHORT + VARHDRSZ;
+	}
+	else
+	{
+		memcpy(&header, value, sizeof(uint32));
+		if (VARATT_IS_4B_C(&header))
+			elog(ERROR, "snapshot: unexpected compressed snapshot value");
+		n = VARSIZE_4B(&header);
+	}
+
+	if (start + n > c->size)
+	{
+		Size		size = c->size;
+
+		while (start + n > size)
+			size *= 2;
+		c->buf = repalloc(c->buf, size);
+		memset(c->buf + c->size, 0, size - c->size);
+		c->size = size;
+	}
+	memset(c->buf + c->len, 0, start - c->len);
+	if (short_header)
+	{
+		SET_VARSIZE(c->buf + start, n);
+		memcpy(c->buf + start + VARHDRSZ, value + VARHDRSZ_SHORT, n - VARHDRSZ);
+	}
+	else
+		memcpy(c->buf + start, value, n);
+	c->len = start + n;
+}
+
+/*
+ * The column as an array of its nbatch elements.
+ */
+static Datum
+batch_column_array(BatchColumn *c, int nbatch)
+{
+	ArrayType  *a;
+	Size		end = att_align_nominal(c->len, c->typalign);
+
+	/* padded after the last element too, as construct_array does */
+	if (end > c->size)
+	{
+		c->buf = repalloc(c->buf, end);
+		c->size = end;
+	}
+	memset(c->buf + c->len, 0, end - c->len);
+	c->len = end;
+	a = (ArrayType *) c->buf;
+	SET_VARSIZE(a, c->len);
+	a->ndim = 1;
+	a->dataoffset = 0;
+	a->elemtype = c->elemtype;
+	ARR_DIMS(a)[0] = nbatch;
+	ARR_LBOUND(a)[0] = 1;
+	return PointerGetDatum(a);
+}
+
+/*
+ * Add one valued portfolio to the batch.  fields points to the portfolio
+ * id (pg_uuid_t), the base currency (text), the ten numeric figures, the
+ * four counts (int32) and positions (jsonb), in the order of the batch
+ * columns; varlenas may be unaligned.  They are copied.
  */
 void
-snapshot_batch_add(Capture *cap, Datum id, Datum base_currency,
-				   const Datum *figures, const int32 *counts, Datum positions,
-				   bool copy)
+snapshot_batch_add(Capture *cap, const void *const *fields)
 {
-	MemoryContext old = MemoryContextSwitchTo(cap->batch_cxt);
-	int			n = cap->nbatch;
-
-	if (n == 0)
-		for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
-			cap->batch[i] = palloc(sizeof(Datum) * snapshot_batch_size);
-
-	cap->batch[0][n] = copy ? datumCopy(id, false, UUID_LEN) : id;
-	cap->batch[1][n] = copy ? datumCopy(base_currency, false, -1) : base_currency;
-	for (int i = 0; i < 10; i++)
-		cap->batch[2 + i][n] = copy ? datumCopy(figures[i], false, -1) : figures[i];
-	for (int i = 0; i < 4; i++)
-		cap->batch[12 + i][n] = Int32GetDatum(counts[i]);
-	cap->batch[16][n] = copy ? datumCopy(positions, false, -1) : positions;
+	if (cap->batch[0].buf == NULL)
+		batch_init(cap);
+	for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
+		batch_append(&cap->batch[i], fields[i]);
 	cap->nbatch++;
-	MemoryContextSwitchTo(old);
 	cap->captured++;
 	if (cap->nbatch >= snapshot_batch_size)
 		snapshot_batch_flush(cap);
@@ -518,12 +608,13 @@ snapshot_batch_add(Capture *cap, Datum id, Datum base_currency,
 static void
 queue_figures(Capture *cap, const PortfolioLedger *ledger, const SnapshotFigures *f)
 {
-	Datum		figures[10] = {NumericGetDatum(f->market_value), NumericGetDatum(f->cash_balance),
-		NumericGetDatum(f->net_worth), NumericGetDatum(f->total_cost),
-		NumericGetDatum(f->unrealized_pnl), NumericGetDatum(f->realized_pnl),
-		NumericGetDatum(f->income), NumericGetDatum(f->fees),
-	NumericGetDatum(f->net_contribution), NumericGetDatum(f->day_flow)};
-	int32		counts[4] = {f->position_count, f->missing_prices, f->stale_prices, f->missing_fx};
+	const void *fields[SNAPSHOT_BATCH_ARRAYS] = {
+		&ledger->id, NULL,
+		f->market_value, f->cash_balance, f->net_worth, f->total_cost, f->unrealized_pnl,
+		f->realized_pnl, f->income, f->fees, f->net_contribution, f->day_flow,
+		&f->position_count, &f->missing_prices, &f->stale_prices, &f->missing_fx,
+		f->positions,
+	};
 
 	if (cap->out != NULL)
 	{
@@ -531,9 +622,8 @@ queue_figures(Capture *cap, const PortfolioLedger *ledger, const SnapshotFigures
 		cap->captured++;
 		return;
 	}
-	snapshot_batch_add(cap, UUIDPGetDatum(&ledger->id),
-					   CStringGetTextDatum(ledger->base_currency),
-					   figures, counts, JsonbPGetDatum(f->positions), true);
+	fields[1] = cstring_to_text(ledger->base_currency);
+	snapshot_batch_add(cap, fields);
 }
 
 /*
@@ -558,40 +648,26 @@ snapshot_batch_flush(Capture *cap)
 {
 	Datum		values[4 + SNAPSHOT_BATCH_ARRAYS];
 	char		nulls[4 + SNAPSHOT_BATCH_ARRAYS];
-	MemoryContext old;
 	int			rc;
 
 	if (cap->nbatch > 0)
 	{
-		old = MemoryContextSwitchTo(cap->batch_cxt);
 		memset(nulls, ' ', sizeof(nulls));
 		values[0] = DateADTGetDatum(cap->md.snapshot_date);
 		values[1] = Int64GetDatum(cap->run_id);
 		nulls[1] = cap->run_id ? ' ' : 'n';
 		values[2] = cap->metadata;
 		values[3] = TimestampTzGetDatum(cap->captured_at);
-		values[4] = PointerGetDatum(construct_array(cap->batch[0], cap->nbatch, UUIDOID,
-													UUID_LEN, false, TYPALIGN_CHAR));
-		values[5] = PointerGetDatum(construct_array(cap->batch[1], cap->nbatch, TEXTOID,
-													-1, false, TYPALIGN_INT));
-		for (int i = 2; i < 12; i++)
-			values[4 + i] = PointerGetDatum(construct_array(cap->batch[i], cap->nbatch,
-															NUMERICOID, -1, false,
-															TYPALIGN_INT));
-		for (int i = 12; i < 16; i++)
-			values[4 + i] = PointerGetDatum(construct_array(cap->batch[i], cap->nbatch,
-															INT4OID, sizeof(int32), true,
-															TYPALIGN_INT));
-		values[20] = PointerGetDatum(construct_array(cap->batch[16], cap->nbatch, JSONBOID,
-													 -1, false, TYPALIGN_INT));
-		MemoryContextSwitchTo(old);
+		for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
+			values[4 + i] = batch_column_array(&cap->batch[i], cap->nbatch);
 
 		rc = SPI_execute_plan(cap->upsert_plan, values, nulls, false, 0);
 		if (rc != SPI_OK_INSERT)
 			elog(ERROR, "snapshot: upsert of snapshots returned %s",
 				 SPI_result_code_string(rc));
 		cap->nbatch = 0;
-		MemoryContextReset(cap->batch_cxt);
+		for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
+			cap->batch[i].len = ARR_OVERHEAD_NONULLS(1);
 	}
 
 	if (!cap->single && cap->out == NULL)

@@ -157,6 +157,21 @@ typedef struct SnapshotRange
 
 struct shm_mq_handle;
 
+/*
+ * One column of a batch, built in place as a one-dimensional array without
+ * nulls: the upsert takes it as is, so nothing is copied twice, and its
+ * buffer is kept from batch to batch.
+ */
+typedef struct BatchColumn
+{
+	Oid			elemtype;
+	int16		typlen;			/* -1 (varlena), 4 (int4) or 16 (uuid) */
+	char		typalign;
+	char	   *buf;			/* the ArrayType being built */
+	Size		len;			/* bytes used */
+	Size		size;			/* bytes allocated */
+} BatchColumn;
+
 /* The state of one capture, all or one, or of one worker's share of it. */
 typedef struct Capture
 {
@@ -181,7 +196,7 @@ typedef struct Capture
 	MemoryContext batch_cxt;
 	SPIPlanPtr	upsert_plan;
 	int			nbatch;
-	Datum	   *batch[SNAPSHOT_BATCH_ARRAYS];
+	BatchColumn batch[SNAPSHOT_BATCH_ARRAYS];
 
 	/* counts */
 	int64		total;			/* portfolios expected (for progress) */
@@ -196,9 +211,7 @@ extern PGDLLIMPORT int snapshot_batch_size;
 extern void snapshot_capture_setup(Capture *cap, Oid nspid, DateADT snapshot_date);
 extern void snapshot_load_market_data(Capture *cap);
 extern void snapshot_walk(Capture *cap);
-extern void snapshot_batch_add(Capture *cap, Datum id, Datum base_currency,
-							   const Datum *figures, const int32 *counts, Datum positions,
-							   bool copy);
+extern void snapshot_batch_add(Capture *cap, const void *const *fields);
 extern void snapshot_batch_flush(Capture *cap);
 extern void snapshot_record_error(Capture *cap, const pg_uuid_t *portfolio_id,
 								  int sqlerrcode, const char *message,

@@ -203,15 +203,13 @@ put_bytes(StringInfo buf, const void *data, int len)
 	pq_sendbytes(buf, (const char *) data, len);
 }
 
-/* Read a length-prefixed byte string as a varlena in the current context (aligned). */
-static Datum
+/* A length-prefixed varlena in a message, where it lies (perhaps unaligned). */
+static const char *
 get_varlena(StringInfo msg)
 {
 	int			len = pq_getmsgint(msg, 4);
-	char	   *copy = palloc(len);
 
-	memcpy(copy, pq_getmsgbytes(msg, len), len);
-	return PointerGetDatum(copy);
+	return pq_getmsgbytes(msg, len);
 }
 
 /* Read a length-prefixed byte string as a C string in the current context. */
@@ -262,9 +260,10 @@ snapshot_send_figures(Capture *cap, const pg_uuid_t *id, const char *base_curren
 		f->unrealized_pnl, f->realized_pnl, f->income, f->fees, f->net_contribution, f->day_flow};
 	int32		counts[4] = {f->position_count, f->missing_prices, f->stale_prices, f->missing_fx};
 	StringInfo	buf = start_message('r');
+	text	   *currency = cstring_to_text(base_currency);
 
 	pq_sendbytes(buf, (const char *) id->data, UUID_LEN);
-	put_bytes(buf, base_currency, strlen(base_currency));
+	put_bytes(buf, currency, VARSIZE(currency));
 	for (int i = 0; i < 10; i++)
 		put_bytes(buf, figures[i], VARSIZE_ANY(figures[i]));
 	for (int i = 0; i < 4; i++)
@@ -312,29 +311,22 @@ receive_message(Capture *cap, char *data, Size nbytes)
 	{
 		case 'r':
 			{
-				Datum		base_currency;
-				Datum		figures[10];
+				/* the batch copies the fields straight out of the message */
+				const void *fields[SNAPSHOT_BATCH_ARRAYS];
 				int32		counts[4];
-				Datum		positions;
 
-				MemoryContext old;
-				pg_uuid_t  *idp;
-
-				/* decoded straight into the batch, which keeps them */
-				old = MemoryContextSwitchTo(cap->batch_cxt);
-				idp = palloc(sizeof(pg_uuid_t));
-				memcpy(idp->data, pq_getmsgbytes(&msg, UUID_LEN), UUID_LEN);
-				base_currency = PointerGetDatum(cstring_to_text(get_cstring(&msg)));
-				for (int i = 0; i < 10; i++)
-					figures[i] = get_varlena(&msg);
+				fields[0] = pq_getmsgbytes(&msg, UUID_LEN);
+				for (int i = 1; i < 12; i++)
+					fields[i] = get_varlena(&msg);
 				for (int i = 0; i < 4; i++)
+				{
 					counts[i] = (int32) pq_getmsgint(&msg, 4);
-				positions = get_varlena(&msg);
+					fields[12 + i] = &counts[i];
+				}
+				fields[16] = get_varlena(&msg);
 				pq_getmsgend(&msg);
-				MemoryContextSwitchTo(old);
 				cap->walked++;
-				snapshot_batch_add(cap, UUIDPGetDatum(idp), base_currency, figures, counts,
-								   positions, false);
+				snapshot_batch_add(cap, fields);
 				return false;
 			}
 		case 'f':
