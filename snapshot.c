@@ -224,6 +224,21 @@ asset_filter(Capture *cap, const char *column)
 }
 
 /*
+ * The id of an FX currency (a code of at most SNAPSHOT_CURRENCY_MAXLEN
+ * bytes), numbering it when new.
+ */
+static int
+intern_currency(MarketData *md, const char *code)
+{
+	bool		found;
+	CurrencyInfo *c = hash_search(md->currencies, code, HASH_ENTER, &found);
+
+	if (!found)
+		c->id = (int) hash_get_num_entries(md->currencies) - 1;
+	return c->id;
+}
+
+/*
  * Build the asset, price and FX maps once for the capture, from the same
  * snapshot of the sources as the ledger walk.
  */
@@ -260,6 +275,8 @@ snapshot_load_market_data(Capture *cap)
 		if (a->symbol == NULL)
 			a->symbol = "";
 		a->currency = SPI_getvalue(tup, desc, 3);
+		a->currency_id = -1;
+		a->close = NULL;
 	}
 	SPI_freetuptable(SPI_tuptable);
 
@@ -273,22 +290,24 @@ snapshot_load_market_data(Capture *cap)
 				   " ORDER BY p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date DESC",
 				   cap->config.prices, asset_filter(cap, "p.asset_id::pg_catalog.uuid"));
 	spi_run(sql, cap->single ? 2 : 1, types, values, NULL, true, SPI_OK_SELECT);
-	md->prices = make_hash("snapshot prices", sizeof(pg_uuid_t), sizeof(PriceInfo),
-						   SPI_processed, true);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
 		bool		isnull;
-		PriceInfo  *p;
+		AssetInfo  *a;
 
-		p = hash_search(md->prices, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
-						HASH_ENTER, NULL);
-		p->price_date = DatumGetDateADT(SPI_getbinval(tup, desc, 2, &isnull));
-		p->close = DatumGetNumericCopy(SPI_getbinval(tup, desc, 3, &isnull));
+		/* a price of an asset the assets relation lacks is never used */
+		a = hash_search(md->assets, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
+						HASH_FIND, NULL);
+		if (a == NULL)
+			continue;
+		a->price_date = DatumGetDateADT(SPI_getbinval(tup, desc, 2, &isnull));
+		a->close = DatumGetNumericCopy(SPI_getbinval(tup, desc, 3, &isnull));
 	}
 	SPI_freetuptable(SPI_tuptable);
 
+	md->currencies = NULL;
 	md->fx = NULL;
 	if (cap->config.fx_rates == NULL)
 		return;
@@ -302,21 +321,52 @@ snapshot_load_market_data(Capture *cap)
 				   " ORDER BY 1, 2, f.rate_date::pg_catalog.date DESC",
 				   cap->config.fx_rates);
 	spi_run(sql, 1, types, values, NULL, true, SPI_OK_SELECT);
+	md->currencies = make_hash("snapshot currencies", SNAPSHOT_CURRENCY_MAXLEN + 1,
+							   sizeof(CurrencyInfo), 64, false);
 	md->fx = make_hash("snapshot fx rates", sizeof(FxKey), sizeof(FxInfo),
-					   SPI_processed, true);
-	for (uint64 i = 0; i < SPI_processed; i++)
-	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		FxKey		key;
-		FxInfo	   *fx;
+					   SPI_processed * 2, true);
 
-		snapshot_fx_key(&key, SPI_getvalue(tup, desc, 1), SPI_getvalue(tup, desc, 2));
-		fx = hash_search(md->fx, &key, HASH_ENTER, NULL);
-		fx->rate = DatumGetNumericCopy(SPI_getbinval(tup, desc, 3, &isnull));
+	/*
+	 * Two passes: the latest rate of every pair, then, for a pair quoted only
+	 * the other way, the inverse of that rate.
+	 */
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *from = SPI_getvalue(tup, desc, 1);
+			char	   *to = SPI_getvalue(tup, desc, 2);
+			bool		isnull;
+			bool		found;
+			FxKey		key;
+			FxInfo	   *fx;
+			Numeric		rate;
+
+			if (strlen(from) > SNAPSHOT_CURRENCY_MAXLEN || strlen(to) > SNAPSHOT_CURRENCY_MAXLEN)
+				continue;
+			key.from = intern_currency(md, pass == 0 ? from : to);
+			key.to = intern_currency(md, pass == 0 ? to : from);
+			fx = hash_search(md->fx, &key, HASH_ENTER, &found);
+			if (found)
+				continue;
+			rate = DatumGetNumeric(SPI_getbinval(tup, desc, 3, &isnull));
+			fx->rate = pass == 0 ? DatumGetNumericCopy(NumericGetDatum(rate))
+				: numeric_div_opt_error(int64_to_numeric(1), rate, NULL);
+		}
 	}
 	SPI_freetuptable(SPI_tuptable);
+
+	/* the FX currency of each asset, looked up once */
+	{
+		HASH_SEQ_STATUS seq;
+		AssetInfo  *a;
+
+		hash_seq_init(&seq, md->assets);
+		while ((a = hash_seq_search(&seq)) != NULL)
+			a->currency_id = snapshot_currency_id(md, a->currency);
+	}
 }
 
 /*

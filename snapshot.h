@@ -17,8 +17,8 @@
 #include "utils/numeric.h"
 #include "utils/uuid.h"
 
-/* Currency codes longer than this are not looked up in the FX table. */
-#define SNAPSHOT_CURRENCY_MAXLEN 32
+/* Currency codes longer than this never take part in an FX conversion. */
+#define SNAPSHOT_CURRENCY_MAXLEN 63
 
 typedef enum CostMethod
 {
@@ -46,6 +46,7 @@ typedef struct LedgerEntry
 	bool		has_asset;
 	pg_uuid_t	asset_id;
 	const struct AssetInfo *asset;	/* set by the valuation's checks */
+	int			position;		/* ... and the index of its position */
 	Numeric		quantity;		/* NULL pointer when SQL NULL */
 	Numeric		price;
 	Numeric		fee;
@@ -63,24 +64,29 @@ typedef struct PortfolioLedger
 	int			maxentries;
 } PortfolioLedger;
 
+/* An asset, with its latest close on or before the snapshot date. */
 typedef struct AssetInfo
 {
 	pg_uuid_t	asset_id;		/* hash key */
 	char	   *symbol;
 	char	   *currency;		/* NULL when SQL NULL */
+	int			currency_id;	/* its id among the FX currencies, or -1 */
+	Numeric		close;			/* NULL when the asset has no price */
+	DateADT		price_date;
 } AssetInfo;
 
-typedef struct PriceInfo
+/* A currency of the FX table, numbered from 0. */
+typedef struct CurrencyInfo
 {
-	pg_uuid_t	asset_id;		/* hash key */
-	Numeric		close;
-	DateADT		price_date;
-} PriceInfo;
+	char		code[SNAPSHOT_CURRENCY_MAXLEN + 1]; /* hash key */
+	int			id;
+} CurrencyInfo;
 
+/* The rate from one currency to another, by currency ids. */
 typedef struct FxKey
 {
-	char		from[SNAPSHOT_CURRENCY_MAXLEN + 1];
-	char		to[SNAPSHOT_CURRENCY_MAXLEN + 1];
+	int			from;
+	int			to;
 } FxKey;
 
 typedef struct FxInfo
@@ -92,9 +98,12 @@ typedef struct FxInfo
 /* Everything a valuation needs besides the ledger; built once per capture. */
 typedef struct MarketData
 {
-	HTAB	   *assets;			/* AssetInfo by asset id */
-	HTAB	   *prices;			/* PriceInfo: latest close on or before the date */
-	HTAB	   *fx;				/* FxInfo: latest rate on or before the date */
+	HTAB	   *assets;			/* AssetInfo by asset id, with its price */
+	HTAB	   *currencies;		/* CurrencyInfo by code; NULL without FX */
+	HTAB	   *fx;				/* FxInfo: the latest rate on or before the
+								 * date, or the inverse of the latest rate
+								 * the other way when there is none; NULL
+								 * without FX */
 	DateADT		snapshot_date;
 	CostMethod	cost_method;
 	int			stale_after_days;
@@ -232,7 +241,7 @@ extern void snapshot_send_error(Capture *cap, const pg_uuid_t *id, int sqlerrcod
 extern TxnType snapshot_parse_txn_type(const char *type_text);
 extern DateADT snapshot_utc_date(TimestampTz ts);
 extern char *snapshot_date_iso(DateADT d);
-extern void snapshot_fx_key(FxKey *key, const char *from, const char *to);
+extern int	snapshot_currency_id(const MarketData *md, const char *code);
 extern void snapshot_value_portfolio(const MarketData *md,
 									 const PortfolioLedger *ledger,
 									 SnapshotFigures *out);

@@ -18,6 +18,7 @@
 #include "postgres.h"
 
 #include "common/hashfn.h"
+#include "lib/stringinfo.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
@@ -37,7 +38,7 @@ typedef struct Lot
 /* A position held by the portfolio, keyed by asset id. */
 typedef struct Position
 {
-	pg_uuid_t	asset_id;		/* hash key */
+	pg_uuid_t	asset_id;
 	const AssetInfo *asset;
 	Numeric		quantity;
 	Numeric		cost;			/* cost of the open quantity, base currency */
@@ -73,6 +74,46 @@ typedef struct Totals
 	Numeric		flows;
 	Numeric		day_flow;
 } Totals;
+
+/*
+ * The positions of one valuation: an array, indexed by asset id through a
+ * simplehash.  Ledger rows of the same asset meet their position through
+ * LedgerEntry.position, found once per row.
+ */
+typedef struct PositionSlot
+{
+	pg_uuid_t	key;
+	int			index;			/* into Positions.items */
+	char		status;
+} PositionSlot;
+
+static inline uint32
+asset_key_hash(pg_uuid_t key)
+{
+	uint32		w[4];
+
+	memcpy(w, key.data, UUID_LEN);
+	return murmurhash32(w[0] ^ w[1] ^ w[2] ^ w[3]);
+}
+
+#define SH_PREFIX posmap
+#define SH_ELEMENT_TYPE PositionSlot
+#define SH_KEY_TYPE pg_uuid_t
+#define SH_KEY key
+#define SH_HASH_KEY(tb, key) asset_key_hash(key)
+#define SH_EQUAL(tb, a, b) (memcmp((a).data, (b).data, UUID_LEN) == 0)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+typedef struct Positions
+{
+	posmap_hash *map;
+	Position   *items;
+	int			n;
+	int			max;
+} Positions;
 
 static Numeric const_zero;
 static Numeric const_one;
@@ -124,6 +165,35 @@ static inline char *
 n_text(Numeric a)
 {
 	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(a)));
+}
+
+/*
+ * The sign of a finite numeric: -1, 0 or 1.  Read from the header (numeric's
+ * on-disk format: the short or long sign bits, and no digits for zero)
+ * rather than through numeric_cmp, as every ledger amount is checked; NaN
+ * and infinity (rejected before) go through numeric_cmp.
+ */
+static inline int
+n_sign(Numeric a)
+{
+	uint16		header;
+	int			ndigits;
+	bool		negative;
+
+	memcpy(&header, VARDATA(a), sizeof(uint16));
+	if ((header & 0xC000) == 0xC000)
+		return n_cmp(a, const_zero);
+	if (header & 0x8000)
+	{
+		negative = (header & 0x2000) != 0;
+		ndigits = (VARSIZE(a) - VARHDRSZ - sizeof(uint16)) / sizeof(int16);
+	}
+	else
+	{
+		negative = (header & 0xC000) == 0x4000;
+		ndigits = (VARSIZE(a) - VARHDRSZ - 2 * sizeof(uint16)) / sizeof(int16);
+	}
+	return ndigits == 0 ? 0 : negative ? -1 : 1;
 }
 
 /*
@@ -261,15 +331,18 @@ snapshot_date_iso(DateADT d)
 }
 
 /*
- * Fill an FX hash key for the pair from -> to.  Codes too long to fit are
- * truncated, and so never match a real code's key.
+ * The id of a currency of the FX table, or -1 (not in it, too long a code,
+ * NULL, or no FX table).
  */
-void
-snapshot_fx_key(FxKey *key, const char *from, const char *to)
+int
+snapshot_currency_id(const MarketData *md, const char *code)
 {
-	memset(key, 0, sizeof(FxKey));
-	strlcpy(key->from, from, sizeof(key->from));
-	strlcpy(key->to, to, sizeof(key->to));
+	CurrencyInfo *c;
+
+	if (code == NULL || md->currencies == NULL || strlen(code) > SNAPSHOT_CURRENCY_MAXLEN)
+		return -1;
+	c = hash_search(md->currencies, code, HASH_FIND, NULL);
+	return c ? c->id : -1;
 }
 
 /*
@@ -295,11 +368,52 @@ check_finite(const PortfolioLedger *ledger, const LedgerEntry *e,
 }
 
 /*
+ * The index of the position in an asset, opened empty on the asset's first
+ * row; -1 when the asset is unknown.
+ */
+static int
+find_position(const MarketData *md, Positions *ps, pg_uuid_t asset_id)
+{
+	bool		found;
+	PositionSlot *slot = posmap_insert(ps->map, asset_id, &found);
+	const AssetInfo *asset;
+	Position   *pos;
+
+	if (found)
+		return slot->index;
+	asset = hash_search(md->assets, &asset_id, HASH_FIND, NULL);
+	if (asset == NULL)
+	{
+		posmap_delete_item(ps->map, slot);
+		return -1;
+	}
+	if (ps->n == ps->max)
+	{
+		ps->max = ps->max == 0 ? 16 : ps->max * 2;
+		ps->items = ps->items == NULL ? palloc(sizeof(Position) * ps->max)
+			: repalloc(ps->items, sizeof(Position) * ps->max);
+	}
+	slot->index = ps->n++;
+	pos = &ps->items[slot->index];
+	pos->asset_id = asset_id;
+	pos->asset = asset;
+	pos->quantity = const_zero;
+	pos->cost = const_zero;
+	pos->lots = NULL;
+	pos->head = pos->nlots = pos->maxlots = 0;
+	pos->trade_price = NULL;
+	pos->trade_rate = NULL;
+	pos->trade_date = 0;
+	return slot->index;
+}
+
+/*
  * Reject a ledger row that breaks the rules, before any of it is applied;
  * remember the asset of an asset type.
  */
 static void
-check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e)
+check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
+			Positions *ps)
 {
 	if (e->type == TXN_UNKNOWN)
 		ereport(ERROR,
@@ -315,18 +429,18 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e)
 	check_finite(ledger, e, "exchange rate", e->rate);
 	if (e->quantity == NULL)
 		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "quantity is null");
-	if (n_cmp(e->quantity, const_zero) <= 0)
+	if (n_sign(e->quantity) <= 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "quantity %s is not positive", n_text(e->quantity));
 	if (e->price == NULL)
 		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "price is null");
-	if (n_cmp(e->price, const_zero) < 0)
+	if (n_sign(e->price) < 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "price %s is negative", n_text(e->price));
-	if (e->fee != NULL && n_cmp(e->fee, const_zero) < 0)
+	if (e->fee != NULL && n_sign(e->fee) < 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "fee %s is negative", n_text(e->fee));
-	if (e->rate != NULL && n_cmp(e->rate, const_zero) <= 0)
+	if (e->rate != NULL && n_sign(e->rate) <= 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "exchange rate %s is not positive", n_text(e->rate));
 	if (e->type == TXN_BUY || e->type == TXN_SELL || e->type == TXN_DIVIDEND)
@@ -334,35 +448,12 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e)
 		if (!e->has_asset)
 			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 						 "a %s needs an asset_id", e->type_text);
-		e->asset = hash_search(md->assets, &e->asset_id, HASH_FIND, NULL);
-		if (e->asset == NULL)
+		e->position = find_position(md, ps, e->asset_id);
+		if (e->position < 0)
 			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 						 "asset %s is unknown", uuid_text(&e->asset_id));
+		e->asset = ps->items[e->position].asset;
 	}
-}
-
-/*
- * Find the position of an asset, creating an empty one when create is true.
- */
-static Position *
-get_position(HTAB *positions, const LedgerEntry *e, bool create)
-{
-	bool		found;
-	Position   *pos;
-
-	pos = hash_search(positions, &e->asset_id, create ? HASH_ENTER : HASH_FIND, &found);
-	if (pos != NULL && !found)
-	{
-		pos->asset = e->asset;
-		pos->quantity = const_zero;
-		pos->cost = const_zero;
-		pos->lots = NULL;
-		pos->head = pos->nlots = pos->maxlots = 0;
-		pos->trade_price = NULL;
-		pos->trade_rate = NULL;
-		pos->trade_date = 0;
-	}
-	return pos;
 }
 
 /*
@@ -494,7 +585,7 @@ external_flow(Totals *t, Numeric amount, bool on_day)
  */
 static void
 apply_entry(const MarketData *md, const PortfolioLedger *ledger,
-			const LedgerEntry *e, HTAB *positions, Totals *t)
+			const LedgerEntry *e, Positions *ps, Totals *t)
 {
 	Numeric		gross = n_mul(e->quantity, e->price);
 	Numeric		rate = e->rate ? e->rate : const_one;
@@ -507,19 +598,19 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 	{
 		case TXN_BUY:
 			amount = to_base(plus_fee(gross, e->fee), e->rate);
-			pos = get_position(positions, e, true);
+			pos = &ps->items[e->position];
 			add_lot(pos, e->quantity, amount);
 			pay(t, amount, on_day);
 			add_fees(t, e, fee_base);
 			break;
 
 		case TXN_SELL:
-			pos = get_position(positions, e, false);
-			if (pos == NULL || n_cmp(e->quantity, pos->quantity) > 0)
+			pos = &ps->items[e->position];
+			if (n_cmp(e->quantity, pos->quantity) > 0)
 				LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, e,
 							 "sells %s of asset %s but only %s is held",
 							 n_text(e->quantity), uuid_text(&e->asset_id),
-							 n_text(pos ? pos->quantity : const_zero));
+							 n_text(pos->quantity));
 			amount = to_base(minus_fee(gross, e->fee), e->rate);
 			t->realized = n_add(t->realized,
 								n_sub(amount, remove_quantity(pos, e->quantity,
@@ -568,18 +659,18 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
  * Price and FX for one open position, counting fallbacks in out.
  */
 static void
-value_position(const MarketData *md, const char *base_currency, Position *pos,
-			   ValuedPosition *vp, SnapshotFigures *out)
+value_position(const MarketData *md, const char *base_currency, int base_id,
+			   Position *pos, ValuedPosition *vp, SnapshotFigures *out)
 {
-	PriceInfo  *price = hash_search(md->prices, &pos->asset_id, HASH_FIND, NULL);
-	const char *currency = pos->asset->currency;
+	const AssetInfo *asset = pos->asset;
+	const char *currency = asset->currency;
 
 	vp->pos = pos;
-	if (price != NULL)
+	if (asset->close != NULL)
 	{
-		vp->price = price->close;
-		vp->price_date = price->price_date;
-		if (md->snapshot_date - price->price_date > md->stale_after_days)
+		vp->price = asset->close;
+		vp->price_date = asset->price_date;
+		if (md->snapshot_date - asset->price_date > md->stale_after_days)
 		{
 			vp->price_source = "stale";
 			out->stale_prices++;
@@ -598,22 +689,14 @@ value_position(const MarketData *md, const char *base_currency, Position *pos,
 	vp->fx_rate = NULL;
 	if (currency != NULL && strcmp(currency, base_currency) == 0)
 		vp->fx_rate = const_one;
-	else if (currency != NULL && md->fx != NULL)
+	else if (asset->currency_id >= 0 && base_id >= 0)
 	{
-		FxKey		key;
-		FxInfo	   *fx;
+		/* the direct rate, or the inverse of the opposite one (md->fx has both) */
+		FxKey		key = {asset->currency_id, base_id};
+		FxInfo	   *fx = hash_search(md->fx, &key, HASH_FIND, NULL);
 
-		snapshot_fx_key(&key, currency, base_currency);
-		fx = hash_search(md->fx, &key, HASH_FIND, NULL);
 		if (fx != NULL)
 			vp->fx_rate = fx->rate;
-		else
-		{
-			snapshot_fx_key(&key, base_currency, currency);
-			fx = hash_search(md->fx, &key, HASH_FIND, NULL);
-			if (fx != NULL)
-				vp->fx_rate = n_div(const_one, fx->rate);
-		}
 	}
 	if (vp->fx_rate == NULL)
 	{
@@ -723,10 +806,8 @@ void
 snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 						 SnapshotFigures *out)
 {
-	HASHCTL		hctl;
-	HTAB	   *positions;
-	HASH_SEQ_STATUS seq;
-	Position   *pos;
+	Positions	ps;
+	int			base_id;
 	Totals		t;
 	ValuedPosition *vps;
 	int			nvps = 0;
@@ -743,9 +824,11 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 
 	memset(&t, 0, sizeof(t));
 	t.cash = t.realized = t.income = t.fees = t.flows = t.day_flow = const_zero;
+	memset(&ps, 0, sizeof(ps));
+	ps.map = posmap_create(CurrentMemoryContext, 16, NULL);
 	for (int i = 0; i < ledger->nentries; i++)
 	{
-		check_entry(md, ledger, &ledger->entries[i]);
+		check_entry(md, ledger, &ledger->entries[i], &ps);
 
 		/*
 		 * In ledger order a row read twice (a portfolio listed twice by a
@@ -761,25 +844,21 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 			t.has_cash = true;
 	}
 
-	hctl.keysize = sizeof(pg_uuid_t);
-	hctl.entrysize = sizeof(Position);
-	hctl.hcxt = CurrentMemoryContext;
-	positions = hash_create("snapshot positions", 16, &hctl,
-							HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-
 	for (int i = 0; i < ledger->nentries; i++)
-		apply_entry(md, ledger, &ledger->entries[i], positions, &t);
+		apply_entry(md, ledger, &ledger->entries[i], &ps, &t);
 
 	memset(out, 0, sizeof(SnapshotFigures));
-	vps = palloc(sizeof(ValuedPosition) * Max(hash_get_num_entries(positions), 1));
+	vps = palloc(sizeof(ValuedPosition) * Max(ps.n, 1));
 	market_value = const_zero;
 	total_cost = const_zero;
-	hash_seq_init(&seq, positions);
-	while ((pos = hash_seq_search(&seq)) != NULL)
+	base_id = snapshot_currency_id(md, ledger->base_currency);
+	for (int i = 0; i < ps.n; i++)
 	{
-		if (n_cmp(pos->quantity, const_zero) == 0)
+		Position   *pos = &ps.items[i];
+
+		if (n_sign(pos->quantity) == 0)
 			continue;
-		value_position(md, ledger->base_currency, pos, &vps[nvps], out);
+		value_position(md, ledger->base_currency, base_id, pos, &vps[nvps], out);
 		market_value = n_add(market_value, vps[nvps].market_value);
 		total_cost = n_add(total_cost, pos->cost);
 		nvps++;
