@@ -304,6 +304,7 @@ snapshot_load_market_data(Capture *cap)
 			continue;
 		a->price_date = DatumGetDateADT(SPI_getbinval(tup, desc, 2, &isnull));
 		a->close = DatumGetNumericCopy(SPI_getbinval(tup, desc, 3, &isnull));
+		a->close_rounded = snapshot_round(a->close);
 	}
 	SPI_freetuptable(SPI_tuptable);
 
@@ -354,6 +355,7 @@ snapshot_load_market_data(Capture *cap)
 			rate = DatumGetNumeric(SPI_getbinval(tup, desc, 3, &isnull));
 			fx->rate = pass == 0 ? DatumGetNumericCopy(NumericGetDatum(rate))
 				: numeric_div_opt_error(int64_to_numeric(1), rate, NULL);
+			fx->rate_rounded = snapshot_round(fx->rate);
 		}
 	}
 	SPI_freetuptable(SPI_tuptable);

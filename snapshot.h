@@ -17,6 +17,9 @@
 #include "utils/numeric.h"
 #include "utils/uuid.h"
 
+/* Decimal places of the amounts a snapshot stores. */
+#define SNAPSHOT_SCALE 8
+
 /* Currency codes longer than this never take part in an FX conversion. */
 #define SNAPSHOT_CURRENCY_MAXLEN 63
 
@@ -72,6 +75,7 @@ typedef struct AssetInfo
 	char	   *currency;		/* NULL when SQL NULL */
 	int			currency_id;	/* its id among the FX currencies, or -1 */
 	Numeric		close;			/* NULL when the asset has no price */
+	Numeric		close_rounded;	/* ... to SNAPSHOT_SCALE places */
 	DateADT		price_date;
 } AssetInfo;
 
@@ -93,6 +97,7 @@ typedef struct FxInfo
 {
 	FxKey		key;			/* hash key */
 	Numeric		rate;
+	Numeric		rate_rounded;	/* ... to SNAPSHOT_SCALE places */
 } FxInfo;
 
 /* Everything a valuation needs besides the ledger; built once per capture. */
@@ -242,6 +247,7 @@ extern TxnType snapshot_parse_txn_type(const char *type_text);
 extern DateADT snapshot_utc_date(TimestampTz ts);
 extern char *snapshot_date_iso(DateADT d);
 extern int	snapshot_currency_id(const MarketData *md, const char *code);
+extern Numeric snapshot_round(Numeric a);
 extern void snapshot_value_portfolio(const MarketData *md,
 									 const PortfolioLedger *ledger,
 									 SnapshotFigures *out);

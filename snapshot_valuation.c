@@ -26,7 +26,6 @@
 
 #include "snapshot.h"
 
-#define SNAPSHOT_SCALE 8
 
 /* An open lot (FIFO) of one position. */
 typedef struct Lot
@@ -57,9 +56,11 @@ typedef struct ValuedPosition
 {
 	Position   *pos;
 	Numeric		price;
+	Numeric		price_rounded;	/* ... as the positions array shows it */
 	DateADT		price_date;
 	const char *price_source;
 	Numeric		fx_rate;
+	Numeric		fx_rate_rounded;
 	Numeric		market_value;
 } ValuedPosition;
 
@@ -117,6 +118,7 @@ typedef struct Positions
 
 static Numeric const_zero;
 static Numeric const_one;
+static Numeric const_one_rounded;
 
 /*
  * Numeric helpers: thin wrappers over numeric.c that raise on overflow.
@@ -159,6 +161,15 @@ n_round(Numeric a)
 	return DatumGetNumeric(DirectFunctionCall2(numeric_round,
 											   NumericGetDatum(a),
 											   Int32GetDatum(SNAPSHOT_SCALE)));
+}
+
+/*
+ * An amount rounded as the snapshot stores it (8 decimal places).
+ */
+Numeric
+snapshot_round(Numeric a)
+{
+	return n_round(a);
 }
 
 static inline char *
@@ -254,6 +265,7 @@ init_constants(void)
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	const_zero = int64_to_numeric(0);
 	const_one = int64_to_numeric(1);
+	const_one_rounded = n_round(const_one);
 	MemoryContextSwitchTo(old);
 }
 
@@ -669,6 +681,7 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 	if (asset->close != NULL)
 	{
 		vp->price = asset->close;
+		vp->price_rounded = asset->close_rounded;
 		vp->price_date = asset->price_date;
 		if (md->snapshot_date - asset->price_date > md->stale_after_days)
 		{
@@ -681,6 +694,7 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 	else
 	{
 		vp->price = pos->trade_price;
+		vp->price_rounded = n_round(vp->price);
 		vp->price_date = pos->trade_date;
 		vp->price_source = "last_trade";
 		out->missing_prices++;
@@ -688,7 +702,10 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 
 	vp->fx_rate = NULL;
 	if (currency != NULL && strcmp(currency, base_currency) == 0)
+	{
 		vp->fx_rate = const_one;
+		vp->fx_rate_rounded = const_one_rounded;
+	}
 	else if (asset->currency_id >= 0 && base_id >= 0)
 	{
 		/* the direct rate, or the inverse of the opposite one (md->fx has both) */
@@ -696,11 +713,15 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 		FxInfo	   *fx = hash_search(md->fx, &key, HASH_FIND, NULL);
 
 		if (fx != NULL)
+		{
 			vp->fx_rate = fx->rate;
+			vp->fx_rate_rounded = fx->rate_rounded;
+		}
 	}
 	if (vp->fx_rate == NULL)
 	{
 		vp->fx_rate = pos->trade_rate;
+		vp->fx_rate_rounded = n_round(vp->fx_rate);
 		out->missing_fx++;
 	}
 
@@ -722,43 +743,137 @@ compare_positions(const void *a, const void *b)
 	return memcmp(pa->pos->asset_id.data, pb->pos->asset_id.data, UUID_LEN);
 }
 
-static void
-push_key(JsonbParseState **state, const char *key)
+/*
+ * The positions array is written straight in jsonb's binary format, as
+ * jsonb_util.c's convertToJsonb() lays it out (its JsonbValue tree, built
+ * and sorted by pushJsonbValue(), was a fifth of a capture's time): a
+ * container is a header word (count and kind) and one JEntry per child (for
+ * an object, the keys' then the values'), then the children's data, each
+ * numeric and container padded to a 4-byte boundary; a JEntry holds the
+ * child's length, or every JB_OFFSET_STRIDE'th the end offset of its data.
+ */
+typedef enum PositionField
 {
-	JsonbValue	v;
+	FIELD_STRING,
+	FIELD_NUMERIC
+} PositionField;
 
-	v.type = jbvString;
-	v.val.string.val = (char *) key;
-	v.val.string.len = strlen(key);
-	pushJsonbValue(state, WJB_KEY, &v);
+/* An object's keys, in jsonb's order: shorter first, then bytewise. */
+static const struct
+{
+	const char *key;
+	PositionField kind;
+}			position_keys[] =
+{
+	{"price", FIELD_NUMERIC},
+	{"symbol", FIELD_STRING},
+	{"fx_rate", FIELD_NUMERIC},
+	{"asset_id", FIELD_STRING},
+	{"currency", FIELD_STRING},
+	{"quantity", FIELD_NUMERIC},
+	{"cost_basis", FIELD_NUMERIC},
+	{"price_date", FIELD_STRING},
+	{"market_value", FIELD_NUMERIC},
+	{"price_source", FIELD_STRING},
+};
+
+#define POSITION_KEYS lengthof(position_keys)
+
+/* Pad buf with zeros to a 4-byte boundary; returns the padding. */
+static int
+jsonb_pad(StringInfo buf)
+{
+	int			pad = INTALIGN(buf->len) - buf->len;
+
+	for (int i = 0; i < pad; i++)
+		appendStringInfoCharMacro(buf, '\0');
+	return pad;
 }
 
-static void
-push_string(JsonbParseState **state, const char *key, const char *value)
+/* Reserve n JEntries in buf; returns their offset. */
+static int
+jsonb_reserve(StringInfo buf, int n)
 {
-	JsonbValue	v;
+	int			offset = buf->len;
 
-	push_key(state, key);
-	if (value == NULL)
-		v.type = jbvNull;
-	else
+	enlargeStringInfo(buf, n * (int) sizeof(JEntry));
+	memset(buf->data + offset, 0, n * sizeof(JEntry));
+	buf->len += n * sizeof(JEntry);
+	buf->data[buf->len] = '\0';
+	return offset;
+}
+
+/*
+ * Store the JEntry of child i, whose data (len bytes) ended the container's
+ * data at *total bytes in: its length, or every JB_OFFSET_STRIDE'th child
+ * the offset of its end.
+ */
+static void
+jsonb_entry(StringInfo buf, int entries, int i, uint32 type, int len, int *total)
+{
+	JEntry		entry;
+
+	*total += len;
+	if (*total > JENTRY_OFFLENMASK)
+		ereport(ERROR,
+				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				errmsg("the positions of a portfolio exceed the maximum jsonb size (%d bytes)",
+					   JENTRY_OFFLENMASK));
+	entry = (i % JB_OFFSET_STRIDE) == 0 ? type | *total | JENTRY_HAS_OFF : type | len;
+	memcpy(buf->data + entries + i * sizeof(JEntry), &entry, sizeof(JEntry));
+}
+
+/*
+ * Append one position's object to buf; returns its JEntry length (its data
+ * and the padding before it).
+ */
+static int
+jsonb_position(StringInfo buf, const ValuedPosition *vp)
+{
+	const void *values[POSITION_KEYS] = {
+		vp->price_rounded, vp->pos->asset->symbol, vp->fx_rate_rounded,
+		uuid_text(&vp->pos->asset_id), vp->pos->asset->currency,
+		n_round(vp->pos->quantity), n_round(vp->pos->cost),
+		snapshot_date_iso(vp->price_date), n_round(vp->market_value), vp->price_source,
+	};
+	int			start = buf->len;
+	uint32		header = POSITION_KEYS | JB_FOBJECT;
+	int			entries;
+	int			total = 0;
+
+	jsonb_pad(buf);
+	appendBinaryStringInfo(buf, (char *) &header, sizeof(uint32));
+	entries = jsonb_reserve(buf, 2 * POSITION_KEYS);
+	for (int i = 0; i < (int) POSITION_KEYS; i++)
 	{
-		v.type = jbvString;
-		v.val.string.val = (char *) value;
-		v.val.string.len = strlen(value);
+		int			len = strlen(position_keys[i].key);
+
+		appendBinaryStringInfo(buf, position_keys[i].key, len);
+		jsonb_entry(buf, entries, i, JENTRY_ISSTRING, len, &total);
 	}
-	pushJsonbValue(state, WJB_VALUE, &v);
-}
+	for (int i = 0; i < (int) POSITION_KEYS; i++)
+	{
+		int			j = i + POSITION_KEYS;
 
-static void
-push_numeric(JsonbParseState **state, const char *key, Numeric value)
-{
-	JsonbValue	v;
+		if (values[i] == NULL)
+			jsonb_entry(buf, entries, j, JENTRY_ISNULL, 0, &total);
+		else if (position_keys[i].kind == FIELD_STRING)
+		{
+			int			len = strlen(values[i]);
 
-	push_key(state, key);
-	v.type = jbvNumeric;
-	v.val.numeric = n_round(value);
-	pushJsonbValue(state, WJB_VALUE, &v);
+			appendBinaryStringInfo(buf, values[i], len);
+			jsonb_entry(buf, entries, j, JENTRY_ISSTRING, len, &total);
+		}
+		else
+		{
+			int			pad = jsonb_pad(buf);
+			int			len = VARSIZE_ANY(values[i]);
+
+			appendBinaryStringInfo(buf, values[i], len);
+			jsonb_entry(buf, entries, j, JENTRY_ISNUMERIC, pad + len, &total);
+		}
+	}
+	return buf->len - start;
 }
 
 /*
@@ -767,33 +882,21 @@ push_numeric(JsonbParseState **state, const char *key, Numeric value)
 static Jsonb *
 positions_jsonb(ValuedPosition *vps, int n)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue *result;
+	StringInfoData buf;
+	uint32		header = n | JB_FARRAY;
+	int			entries;
+	int			total = 0;
 
-	pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+	initStringInfo(&buf);
+	enlargeStringInfo(&buf, 64 + 400 * n);
+	buf.len = VARHDRSZ;
+	appendBinaryStringInfo(&buf, (char *) &header, sizeof(uint32));
+	entries = jsonb_reserve(&buf, n);
 	for (int i = 0; i < n; i++)
-	{
-		ValuedPosition *vp = &vps[i];
-
-		/*
-		 * Keys in jsonb's own order (shorter first, then bytewise), so the
-		 * sort at WJB_END_OBJECT finds them sorted and does no work.
-		 */
-		pushJsonbValue(&state, WJB_BEGIN_OBJECT, NULL);
-		push_numeric(&state, "price", vp->price);
-		push_string(&state, "symbol", vp->pos->asset->symbol);
-		push_numeric(&state, "fx_rate", vp->fx_rate);
-		push_string(&state, "asset_id", uuid_text(&vp->pos->asset_id));
-		push_string(&state, "currency", vp->pos->asset->currency);
-		push_numeric(&state, "quantity", vp->pos->quantity);
-		push_numeric(&state, "cost_basis", vp->pos->cost);
-		push_string(&state, "price_date", snapshot_date_iso(vp->price_date));
-		push_numeric(&state, "market_value", vp->market_value);
-		push_string(&state, "price_source", vp->price_source);
-		pushJsonbValue(&state, WJB_END_OBJECT, NULL);
-	}
-	result = pushJsonbValue(&state, WJB_END_ARRAY, NULL);
-	return JsonbValueToJsonb(result);
+		jsonb_entry(&buf, entries, i, JENTRY_ISCONTAINER, jsonb_position(&buf, &vps[i]),
+					&total);
+	SET_VARSIZE(buf.data, buf.len);
+	return (Jsonb *) buf.data;
 }
 
 /*
