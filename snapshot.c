@@ -276,7 +276,7 @@ snapshot_load_market_data(Capture *cap)
 			a->symbol = "";
 		a->currency = SPI_getvalue(tup, desc, 3);
 		a->currency_id = -1;
-		a->close = NULL;
+		a->has_price = false;
 	}
 	SPI_freetuptable(SPI_tuptable);
 
@@ -303,8 +303,9 @@ snapshot_load_market_data(Capture *cap)
 		if (a == NULL)
 			continue;
 		a->price_date = DatumGetDateADT(SPI_getbinval(tup, desc, 2, &isnull));
-		a->close = DatumGetNumericCopy(SPI_getbinval(tup, desc, 3, &isnull));
-		a->close_rounded = snapshot_round(a->close);
+		a->has_price = true;
+		a->close = amount_of(DatumGetNumericCopy(SPI_getbinval(tup, desc, 3, &isnull)));
+		a->close_rounded = amount_numeric(amount_round(a->close));
 	}
 	SPI_freetuptable(SPI_tuptable);
 
@@ -353,9 +354,9 @@ snapshot_load_market_data(Capture *cap)
 			if (found)
 				continue;
 			rate = DatumGetNumeric(SPI_getbinval(tup, desc, 3, &isnull));
-			fx->rate = pass == 0 ? DatumGetNumericCopy(NumericGetDatum(rate))
-				: numeric_div_opt_error(int64_to_numeric(1), rate, NULL);
-			fx->rate_rounded = snapshot_round(fx->rate);
+			fx->rate = pass == 0 ? amount_of(DatumGetNumericCopy(NumericGetDatum(rate)))
+				: amount_div(amount_of(int64_to_numeric(1)), amount_of(rate));
+			fx->rate_rounded = amount_numeric(amount_round(fx->rate));
 		}
 	}
 	SPI_freetuptable(SPI_tuptable);

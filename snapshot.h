@@ -17,6 +17,35 @@
 #include "utils/numeric.h"
 #include "utils/uuid.h"
 
+/*
+ * An exact decimal amount (snapshot_amount.c): numeric's value and display
+ * scale, held as mant / 10^scale while it fits in 128 bits, else as a
+ * numeric.  Operations give exactly what numeric.c gives.
+ */
+#if defined(HAVE_INT128) && defined(HAVE__BUILTIN_OP_OVERFLOW)
+#define SNAPSHOT_FIXED_POINT 1
+#endif
+
+typedef struct Amount
+{
+#ifdef SNAPSHOT_FIXED_POINT
+	int128		mant;
+#endif
+	int			scale;
+	Numeric		num;			/* when not NULL, the amount */
+} Amount;
+
+extern Amount amount_of(Numeric num);
+extern Numeric amount_numeric(Amount a);
+extern Amount amount_add(Amount a, Amount b);
+extern Amount amount_sub(Amount a, Amount b);
+extern Amount amount_mul(Amount a, Amount b);
+extern Amount amount_div(Amount a, Amount b);
+extern Amount amount_round(Amount a);
+extern int	amount_cmp(Amount a, Amount b);
+extern int	amount_sign(Amount a);
+extern char *amount_text(Amount a);
+
 /* Decimal places of the amounts a snapshot stores. */
 #define SNAPSHOT_SCALE 8
 
@@ -55,6 +84,11 @@ typedef struct LedgerEntry
 	Numeric		fee;
 	Numeric		rate;
 	TimestampTz transaction_date;
+	/* the amounts above, set by the valuation's checks (fee, rate: 0, 1 if NULL) */
+	Amount		a_quantity;
+	Amount		a_price;
+	Amount		a_fee;
+	Amount		a_rate;
 } LedgerEntry;
 
 /* A portfolio and its ledger up to the snapshot date, in ledger order. */
@@ -74,7 +108,8 @@ typedef struct AssetInfo
 	char	   *symbol;
 	char	   *currency;		/* NULL when SQL NULL */
 	int			currency_id;	/* its id among the FX currencies, or -1 */
-	Numeric		close;			/* NULL when the asset has no price */
+	bool		has_price;
+	Amount		close;			/* the latest close, when has_price */
 	Numeric		close_rounded;	/* ... to SNAPSHOT_SCALE places */
 	DateADT		price_date;
 } AssetInfo;
@@ -96,7 +131,7 @@ typedef struct FxKey
 typedef struct FxInfo
 {
 	FxKey		key;			/* hash key */
-	Numeric		rate;
+	Amount		rate;
 	Numeric		rate_rounded;	/* ... to SNAPSHOT_SCALE places */
 } FxInfo;
 
@@ -247,7 +282,6 @@ extern TxnType snapshot_parse_txn_type(const char *type_text);
 extern DateADT snapshot_utc_date(TimestampTz ts);
 extern char *snapshot_date_iso(DateADT d);
 extern int	snapshot_currency_id(const MarketData *md, const char *code);
-extern Numeric snapshot_round(Numeric a);
 extern void snapshot_value_portfolio(const MarketData *md,
 									 const PortfolioLedger *ledger,
 									 SnapshotFigures *out);

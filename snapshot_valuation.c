@@ -30,8 +30,8 @@
 /* An open lot (FIFO) of one position. */
 typedef struct Lot
 {
-	Numeric		quantity;
-	Numeric		cost;
+	Amount		quantity;
+	Amount		cost;
 } Lot;
 
 /* A position held by the portfolio, keyed by asset id. */
@@ -39,15 +39,15 @@ typedef struct Position
 {
 	pg_uuid_t	asset_id;
 	const AssetInfo *asset;
-	Numeric		quantity;
-	Numeric		cost;			/* cost of the open quantity, base currency */
+	Amount		quantity;
+	Amount		cost;			/* cost of the open quantity, base currency */
 	Lot		   *lots;			/* FIFO lots; lots[head..nlots-1] are open */
 	int			head;
 	int			nlots;
 	int			maxlots;
 	/* the latest BUY/SELL of this asset: the price and FX fallbacks */
-	Numeric		trade_price;
-	Numeric		trade_rate;
+	Amount		trade_price;
+	Amount		trade_rate;
 	DateADT		trade_date;
 } Position;
 
@@ -55,25 +55,25 @@ typedef struct Position
 typedef struct ValuedPosition
 {
 	Position   *pos;
-	Numeric		price;
+	Amount		price;
 	Numeric		price_rounded;	/* ... as the positions array shows it */
 	DateADT		price_date;
 	const char *price_source;
-	Numeric		fx_rate;
+	Amount		fx_rate;
 	Numeric		fx_rate_rounded;
-	Numeric		market_value;
+	Amount		market_value;
 } ValuedPosition;
 
 /* The running totals of one valuation. */
 typedef struct Totals
 {
 	bool		has_cash;		/* a DEPOSIT or WITHDRAWAL is in the ledger */
-	Numeric		cash;
-	Numeric		realized;
-	Numeric		income;
-	Numeric		fees;
-	Numeric		flows;
-	Numeric		day_flow;
+	Amount		cash;
+	Amount		realized;
+	Amount		income;
+	Amount		fees;
+	Amount		flows;
+	Amount		day_flow;
 } Totals;
 
 /*
@@ -116,95 +116,32 @@ typedef struct Positions
 	int			max;
 } Positions;
 
-static Numeric const_zero;
-static Numeric const_one;
+static Amount const_zero;
+static Amount const_one;
 static Numeric const_one_rounded;
 
 /*
- * Numeric helpers: thin wrappers over numeric.c that raise on overflow.
+ * Arithmetic on amounts (snapshot_amount.c): exact, raising on overflow.
  */
+#define n_add(a, b) amount_add((a), (b))
+#define n_sub(a, b) amount_sub((a), (b))
+#define n_mul(a, b) amount_mul((a), (b))
+#define n_div(a, b) amount_div((a), (b))
+#define n_cmp(a, b) amount_cmp((a), (b))
+#define n_sign(a) amount_sign(a)
+#define n_round(a) amount_round(a)
+
+/* an amount rounded as the snapshot stores it, as a numeric */
 static inline Numeric
-n_add(Numeric a, Numeric b)
+n_stored(Amount a)
 {
-	return numeric_add_opt_error(a, b, NULL);
-}
-
-static inline Numeric
-n_sub(Numeric a, Numeric b)
-{
-	return numeric_sub_opt_error(a, b, NULL);
-}
-
-static inline Numeric
-n_mul(Numeric a, Numeric b)
-{
-	return numeric_mul_opt_error(a, b, NULL);
-}
-
-static inline Numeric
-n_div(Numeric a, Numeric b)
-{
-	return numeric_div_opt_error(a, b, NULL);
-}
-
-static inline int
-n_cmp(Numeric a, Numeric b)
-{
-	return DatumGetInt32(DirectFunctionCall2(numeric_cmp,
-											 NumericGetDatum(a),
-											 NumericGetDatum(b)));
-}
-
-static inline Numeric
-n_round(Numeric a)
-{
-	return DatumGetNumeric(DirectFunctionCall2(numeric_round,
-											   NumericGetDatum(a),
-											   Int32GetDatum(SNAPSHOT_SCALE)));
-}
-
-/*
- * An amount rounded as the snapshot stores it (8 decimal places).
- */
-Numeric
-snapshot_round(Numeric a)
-{
-	return n_round(a);
+	return amount_numeric(amount_round(a));
 }
 
 static inline char *
 n_text(Numeric a)
 {
 	return DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(a)));
-}
-
-/*
- * The sign of a finite numeric: -1, 0 or 1.  Read from the header (numeric's
- * on-disk format: the short or long sign bits, and no digits for zero)
- * rather than through numeric_cmp, as every ledger amount is checked; NaN
- * and infinity (rejected before) go through numeric_cmp.
- */
-static inline int
-n_sign(Numeric a)
-{
-	uint16		header;
-	int			ndigits;
-	bool		negative;
-
-	memcpy(&header, VARDATA(a), sizeof(uint16));
-	if ((header & 0xC000) == 0xC000)
-		return n_cmp(a, const_zero);
-	if (header & 0x8000)
-	{
-		negative = (header & 0x2000) != 0;
-		ndigits = (VARSIZE(a) - VARHDRSZ - sizeof(uint16)) / sizeof(int16);
-	}
-	else
-	{
-		negative = (header & 0xC000) == 0x4000;
-		ndigits = (VARSIZE(a) - VARHDRSZ - 2 * sizeof(uint16)) / sizeof(int16);
-	}
-	return ndigits == 0 ? 0 : negative ? -1 : 1;
 }
 
 /*
@@ -233,23 +170,23 @@ uuid_text(const pg_uuid_t *u)
  * An amount in the transaction's currency in the base currency; a NULL rate
  * is 1, and multiplying by it is skipped.
  */
-static inline Numeric
-to_base(Numeric amount, Numeric rate)
+static inline Amount
+to_base(Amount amount, const LedgerEntry *e)
 {
-	return rate == NULL ? amount : n_mul(amount, rate);
+	return e->rate == NULL ? amount : n_mul(amount, e->a_rate);
 }
 
 /* gross + fee and gross - fee, skipping a NULL fee */
-static inline Numeric
-plus_fee(Numeric gross, Numeric fee)
+static inline Amount
+plus_fee(Amount gross, const LedgerEntry *e)
 {
-	return fee == NULL ? gross : n_add(gross, fee);
+	return e->fee == NULL ? gross : n_add(gross, e->a_fee);
 }
 
-static inline Numeric
-minus_fee(Numeric gross, Numeric fee)
+static inline Amount
+minus_fee(Amount gross, const LedgerEntry *e)
 {
-	return fee == NULL ? gross : n_sub(gross, fee);
+	return e->fee == NULL ? gross : n_sub(gross, e->a_fee);
 }
 
 /*
@@ -260,12 +197,12 @@ init_constants(void)
 {
 	MemoryContext old;
 
-	if (const_zero != NULL)
+	if (const_one_rounded != NULL)
 		return;
 	old = MemoryContextSwitchTo(TopMemoryContext);
-	const_zero = int64_to_numeric(0);
-	const_one = int64_to_numeric(1);
-	const_one_rounded = n_round(const_one);
+	const_zero = amount_of(int64_to_numeric(0));
+	const_one = amount_of(int64_to_numeric(1));
+	const_one_rounded = n_stored(const_one);
 	MemoryContextSwitchTo(old);
 }
 
@@ -413,8 +350,8 @@ find_position(const MarketData *md, Positions *ps, pg_uuid_t asset_id)
 	pos->cost = const_zero;
 	pos->lots = NULL;
 	pos->head = pos->nlots = pos->maxlots = 0;
-	pos->trade_price = NULL;
-	pos->trade_rate = NULL;
+	pos->trade_price = const_zero;	/* set by the position's first BUY */
+	pos->trade_rate = const_one;
 	pos->trade_date = 0;
 	return slot->index;
 }
@@ -441,18 +378,22 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
 	check_finite(ledger, e, "exchange rate", e->rate);
 	if (e->quantity == NULL)
 		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "quantity is null");
-	if (n_sign(e->quantity) <= 0)
-		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
-					 "quantity %s is not positive", n_text(e->quantity));
 	if (e->price == NULL)
 		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "price is null");
-	if (n_sign(e->price) < 0)
+	e->a_quantity = amount_of(e->quantity);
+	e->a_price = amount_of(e->price);
+	e->a_fee = e->fee ? amount_of(e->fee) : const_zero;
+	e->a_rate = e->rate ? amount_of(e->rate) : const_one;
+	if (n_sign(e->a_quantity) <= 0)
+		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
+					 "quantity %s is not positive", n_text(e->quantity));
+	if (n_sign(e->a_price) < 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "price %s is negative", n_text(e->price));
-	if (e->fee != NULL && n_sign(e->fee) < 0)
+	if (n_sign(e->a_fee) < 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "fee %s is negative", n_text(e->fee));
-	if (e->rate != NULL && n_sign(e->rate) <= 0)
+	if (n_sign(e->a_rate) <= 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "exchange rate %s is not positive", n_text(e->rate));
 	if (e->type == TXN_BUY || e->type == TXN_SELL || e->type == TXN_DIVIDEND)
@@ -472,7 +413,7 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
  * Add a bought lot to a position.
  */
 static void
-add_lot(Position *pos, Numeric quantity, Numeric cost)
+add_lot(Position *pos, Amount quantity, Amount cost)
 {
 	if (pos->nlots == pos->maxlots)
 	{
@@ -494,11 +435,11 @@ add_lot(Position *pos, Numeric quantity, Numeric cost)
  * the position's total cost (average).  The lots are kept in step under both
  * methods, but only FIFO reads their costs.
  */
-static Numeric
-remove_quantity(Position *pos, Numeric quantity, CostMethod method)
+static Amount
+remove_quantity(Position *pos, Amount quantity, CostMethod method)
 {
-	Numeric		removed = const_zero;
-	Numeric		remaining = quantity;
+	Amount		removed = const_zero;
+	Amount		remaining = quantity;
 
 	if (method == COST_AVERAGE)
 		removed = n_div(n_mul(pos->cost, quantity), pos->quantity);
@@ -516,7 +457,7 @@ remove_quantity(Position *pos, Numeric quantity, CostMethod method)
 		}
 		else
 		{
-			Numeric		part = n_div(n_mul(lot->cost, remaining), lot->quantity);
+			Amount		part = n_div(n_mul(lot->cost, remaining), lot->quantity);
 
 			if (method == COST_FIFO)
 				removed = n_add(removed, part);
@@ -542,7 +483,7 @@ remove_quantity(Position *pos, Numeric quantity, CostMethod method)
  * Count a transaction's fee (in the base currency) in fees; none is 0.
  */
 static inline void
-add_fees(Totals *t, const LedgerEntry *e, Numeric fee_base)
+add_fees(Totals *t, const LedgerEntry *e, Amount fee_base)
 {
 	if (e->fee != NULL)
 		t->fees = n_add(t->fees, fee_base);
@@ -553,7 +494,7 @@ add_fees(Totals *t, const LedgerEntry *e, Numeric fee_base)
  * cash account, else an external flow in.
  */
 static void
-pay(Totals *t, Numeric amount, bool on_day)
+pay(Totals *t, Amount amount, bool on_day)
 {
 	if (t->has_cash)
 		t->cash = n_sub(t->cash, amount);
@@ -569,7 +510,7 @@ pay(Totals *t, Numeric amount, bool on_day)
  * Money reaches the portfolio (SELL, DIVIDEND): into cash, else a flow out.
  */
 static void
-receive(Totals *t, Numeric amount, bool on_day)
+receive(Totals *t, Amount amount, bool on_day)
 {
 	if (t->has_cash)
 		t->cash = n_add(t->cash, amount);
@@ -585,7 +526,7 @@ receive(Totals *t, Numeric amount, bool on_day)
  * An external flow through the cash account (DEPOSIT +, WITHDRAWAL -).
  */
 static void
-external_flow(Totals *t, Numeric amount, bool on_day)
+external_flow(Totals *t, Amount amount, bool on_day)
 {
 	t->flows = n_add(t->flows, amount);
 	if (on_day)
@@ -599,60 +540,59 @@ static void
 apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 			const LedgerEntry *e, Positions *ps, Totals *t)
 {
-	Numeric		gross = n_mul(e->quantity, e->price);
-	Numeric		rate = e->rate ? e->rate : const_one;
-	Numeric		fee_base = e->fee ? to_base(e->fee, e->rate) : const_zero;
+	Amount		gross = n_mul(e->a_quantity, e->a_price);
+	Amount		fee_base = e->fee ? to_base(e->a_fee, e) : const_zero;
 	bool		on_day = snapshot_utc_date(e->transaction_date) == md->snapshot_date;
 	Position   *pos = NULL;
-	Numeric		amount;
+	Amount		amount;
 
 	switch (e->type)
 	{
 		case TXN_BUY:
-			amount = to_base(plus_fee(gross, e->fee), e->rate);
+			amount = to_base(plus_fee(gross, e), e);
 			pos = &ps->items[e->position];
-			add_lot(pos, e->quantity, amount);
+			add_lot(pos, e->a_quantity, amount);
 			pay(t, amount, on_day);
 			add_fees(t, e, fee_base);
 			break;
 
 		case TXN_SELL:
 			pos = &ps->items[e->position];
-			if (n_cmp(e->quantity, pos->quantity) > 0)
+			if (n_cmp(e->a_quantity, pos->quantity) > 0)
 				LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, e,
 							 "sells %s of asset %s but only %s is held",
 							 n_text(e->quantity), uuid_text(&e->asset_id),
-							 n_text(pos->quantity));
-			amount = to_base(minus_fee(gross, e->fee), e->rate);
+							 amount_text(pos->quantity));
+			amount = to_base(minus_fee(gross, e), e);
 			t->realized = n_add(t->realized,
-								n_sub(amount, remove_quantity(pos, e->quantity,
+								n_sub(amount, remove_quantity(pos, e->a_quantity,
 															  md->cost_method)));
 			receive(t, amount, on_day);
 			add_fees(t, e, fee_base);
 			break;
 
 		case TXN_DEPOSIT:
-			amount = to_base(gross, e->rate);
+			amount = to_base(gross, e);
 			t->cash = n_sub(n_add(t->cash, amount), fee_base);
 			external_flow(t, amount, on_day);
 			add_fees(t, e, fee_base);
 			return;
 
 		case TXN_WITHDRAWAL:
-			amount = to_base(gross, e->rate);
+			amount = to_base(gross, e);
 			t->cash = n_sub(n_sub(t->cash, amount), fee_base);
 			external_flow(t, n_sub(const_zero, amount), on_day);
 			add_fees(t, e, fee_base);
 			return;
 
 		case TXN_DIVIDEND:
-			t->income = n_add(t->income, to_base(gross, e->rate));
-			receive(t, to_base(minus_fee(gross, e->fee), e->rate), on_day);
+			t->income = n_add(t->income, to_base(gross, e));
+			receive(t, to_base(minus_fee(gross, e), e), on_day);
 			add_fees(t, e, fee_base);
 			return;
 
 		case TXN_FEE:
-			amount = to_base(plus_fee(gross, e->fee), e->rate);
+			amount = to_base(plus_fee(gross, e), e);
 			pay(t, amount, on_day);
 			t->fees = n_add(t->fees, amount);
 			return;
@@ -662,8 +602,8 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 	}
 
 	/* BUY and SELL: remember the trade for the price and FX fallbacks */
-	pos->trade_price = e->price;
-	pos->trade_rate = rate;
+	pos->trade_price = e->a_price;
+	pos->trade_rate = e->a_rate;
 	pos->trade_date = snapshot_utc_date(e->transaction_date);
 }
 
@@ -678,7 +618,7 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 	const char *currency = asset->currency;
 
 	vp->pos = pos;
-	if (asset->close != NULL)
+	if (asset->has_price)
 	{
 		vp->price = asset->close;
 		vp->price_rounded = asset->close_rounded;
@@ -694,13 +634,13 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 	else
 	{
 		vp->price = pos->trade_price;
-		vp->price_rounded = n_round(vp->price);
+		vp->price_rounded = n_stored(vp->price);
 		vp->price_date = pos->trade_date;
 		vp->price_source = "last_trade";
 		out->missing_prices++;
 	}
 
-	vp->fx_rate = NULL;
+	vp->fx_rate_rounded = NULL;
 	if (currency != NULL && strcmp(currency, base_currency) == 0)
 	{
 		vp->fx_rate = const_one;
@@ -718,10 +658,10 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 			vp->fx_rate_rounded = fx->rate_rounded;
 		}
 	}
-	if (vp->fx_rate == NULL)
+	if (vp->fx_rate_rounded == NULL)
 	{
 		vp->fx_rate = pos->trade_rate;
-		vp->fx_rate_rounded = n_round(vp->fx_rate);
+		vp->fx_rate_rounded = n_stored(vp->fx_rate);
 		out->missing_fx++;
 	}
 
@@ -833,8 +773,8 @@ jsonb_position(StringInfo buf, const ValuedPosition *vp)
 	const void *values[POSITION_KEYS] = {
 		vp->price_rounded, vp->pos->asset->symbol, vp->fx_rate_rounded,
 		uuid_text(&vp->pos->asset_id), vp->pos->asset->currency,
-		n_round(vp->pos->quantity), n_round(vp->pos->cost),
-		snapshot_date_iso(vp->price_date), n_round(vp->market_value), vp->price_source,
+		n_stored(vp->pos->quantity), n_stored(vp->pos->cost),
+		snapshot_date_iso(vp->price_date), n_stored(vp->market_value), vp->price_source,
 	};
 	int			start = buf->len;
 	uint32		header = POSITION_KEYS | JB_FOBJECT;
@@ -914,8 +854,8 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 	Totals		t;
 	ValuedPosition *vps;
 	int			nvps = 0;
-	Numeric		market_value;
-	Numeric		total_cost;
+	Amount		market_value;
+	Amount		total_cost;
 
 	init_constants();
 
@@ -968,16 +908,16 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 	}
 	qsort(vps, nvps, sizeof(ValuedPosition), compare_positions);
 
-	out->market_value = n_round(market_value);
-	out->cash_balance = n_round(t.cash);
-	out->net_worth = n_round(n_add(market_value, t.cash));
-	out->total_cost = n_round(total_cost);
-	out->unrealized_pnl = n_round(n_sub(market_value, total_cost));
-	out->realized_pnl = n_round(t.realized);
-	out->income = n_round(t.income);
-	out->fees = n_round(t.fees);
-	out->net_contribution = n_round(t.flows);
-	out->day_flow = n_round(t.day_flow);
+	out->market_value = n_stored(market_value);
+	out->cash_balance = n_stored(t.cash);
+	out->net_worth = n_stored(n_add(market_value, t.cash));
+	out->total_cost = n_stored(total_cost);
+	out->unrealized_pnl = n_stored(n_sub(market_value, total_cost));
+	out->realized_pnl = n_stored(t.realized);
+	out->income = n_stored(t.income);
+	out->fees = n_stored(t.fees);
+	out->net_contribution = n_stored(t.flows);
+	out->day_flow = n_stored(t.day_flow);
 	out->position_count = nvps;
 	out->positions = positions_jsonb(vps, nvps);
 }
