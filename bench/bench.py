@@ -40,6 +40,8 @@ class Timing:
     seconds: float
     vm_hwm_kb: int
     peak_rss_anon_kb: int
+    workers: int = 0
+    worker_vm_hwm_kb: int = 0
 
 
 @dataclass
@@ -58,6 +60,12 @@ class Results:
 
     def peak_anon(self, method: str, scale: int) -> int:
         return max(t.peak_rss_anon_kb for t in self.of(method, scale))
+
+    def peak_worker_hwm(self, method: str, scale: int) -> int:
+        return max(t.worker_vm_hwm_kb for t in self.of(method, scale))
+
+    def workers(self, method: str, scale: int) -> int:
+        return max(t.workers for t in self.of(method, scale))
 
 
 def connect(args: argparse.Namespace, dbname: str):
@@ -114,6 +122,22 @@ def memory_kb(pid: int) -> dict[str, int]:
     return out
 
 
+def worker_pids(leader: int) -> list[int]:
+    """The valuation workers of the backend with this pid (their title names it)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read()
+        except OSError:
+            continue
+        if b"snapshot valuation worker" in title and title.rstrip(b"\0 ").endswith(f"for PID {leader}".encode()):
+            pids.append(int(entry))
+    return pids
+
+
 def run_method(args: argparse.Namespace, dbname: str, method: str, scale: int, day: date) -> Timing:
     with session(args, dbname) as cur:
         cur.execute("TRUNCATE snapshot.portfolio_snapshots, snapshot.snapshot_runs CASCADE;"
@@ -126,7 +150,7 @@ def run_method(args: argparse.Namespace, dbname: str, method: str, scale: int, d
     if method == "b":
         cur.execute("SET work_mem = %s", (args.work_mem,))
         cur.execute("PREPARE b(date, timestamptz) AS " + (HERE / "set_based_query.sql").read_text())
-    peak = {"anon": 0}
+    peak = {"anon": 0, "worker_hwm": 0}
     done = threading.Event()
 
     def sample() -> None:
@@ -135,14 +159,21 @@ def run_method(args: argparse.Namespace, dbname: str, method: str, scale: int, d
                 peak["anon"] = max(peak["anon"], memory_kb(pid).get("RssAnon", 0))
             except OSError:
                 return
+            if method == "a":
+                for worker in worker_pids(pid):
+                    try:
+                        peak["worker_hwm"] = max(peak["worker_hwm"], memory_kb(worker).get("VmHWM", 0))
+                    except OSError:
+                        pass
             done.wait(0.02)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     started = time.perf_counter()
+    workers = 0
     if method == "a":
-        cur.execute("SELECT status, captured FROM snapshot.capture_all_snapshots(%s, 'bench')", (day,))
-        status, captured = cur.fetchone()
+        cur.execute("SELECT status, captured, workers FROM snapshot.capture_all_snapshots(%s, 'bench')", (day,))
+        status, captured, workers = cur.fetchone()
         assert status == "succeeded" and captured == scale, (status, captured)
     elif method == "b":
         cur.execute("EXECUTE b(%s, %s::date + 1)", (day, day))
@@ -159,9 +190,10 @@ def run_method(args: argparse.Namespace, dbname: str, method: str, scale: int, d
         with session(args, dbname) as c2:
             c2.execute("SELECT count(*) FROM snapshot.portfolio_snapshots")
             assert c2.fetchone()[0] == scale
+    extra = f"  {workers} workers, each VmHWM <= {peak['worker_hwm'] / 1024:.1f} MB" if workers else ""
     print(f"  {scale:>9,}  ({method}) {METHODS[method]:<36} {seconds:8.2f} s"
-          f"  VmHWM {hwm / 1024:6.1f} MB  peak private {peak['anon'] / 1024:6.1f} MB", flush=True)
-    return Timing(method, scale, seconds, hwm, peak["anon"])
+          f"  VmHWM {hwm / 1024:6.1f} MB  peak private {peak['anon'] / 1024:6.1f} MB{extra}", flush=True)
+    return Timing(method, scale, seconds, hwm, peak["anon"], workers, peak["worker_hwm"])
 
 
 def check_agreement(args: argparse.Namespace, dbname: str, day: date, sample: int) -> int:
@@ -200,17 +232,21 @@ def report(results: Results, n: int, info: dict[str, str]) -> str:
     lines = [f"Machine: {info['cpu']}, {info['cores']} cores, {info['memory']}; {info['postgres']};"
              f" shared_buffers {info['shared_buffers']}, work_mem {info['work_mem']}; {info['date']}.",
              "",
-             "| method | N | runs | median s | portfolios/s | backend VmHWM MB | peak private MB |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| method | N | runs | median s | portfolios/s | backend VmHWM MB | peak private MB"
+             " | valuation workers (VmHWM MB each) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for scale in (n, 4 * n):
         for method in "abc":
             runs = results.of(method, scale)
             if not runs:
                 continue
             med = results.median(method, scale)
+            workers = results.workers(method, scale)
+            worker_cell = (f"{workers} ({results.peak_worker_hwm(method, scale) / 1024:.0f})"
+                           if workers else "-")
             lines.append(f"| ({method}) {METHODS[method]} | {scale:,} | {len(runs)} | {med:.2f} |"
                          f" {scale / med:,.0f} | {results.peak_hwm(method, scale) / 1024:.0f} |"
-                         f" {results.peak_anon(method, scale) / 1024:.0f} |")
+                         f" {results.peak_anon(method, scale) / 1024:.0f} | {worker_cell} |")
     a_n, b_n, c_n = (results.median(m, n) for m in "abc")
     a_4n = results.median("a", 4 * n)
     hwm_n, hwm_4n = results.peak_hwm("a", n), results.peak_hwm("a", 4 * n)
