@@ -279,6 +279,7 @@ snapshot_load_market_data(Capture *cap)
 		a->has_price = false;
 	}
 	SPI_freetuptable(SPI_tuptable);
+	snapshot_rank_assets(md);
 
 	sql = psprintf("SELECT DISTINCT ON (p.asset_id::pg_catalog.uuid)"
 				   " p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date,"

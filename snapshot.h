@@ -108,6 +108,7 @@ typedef struct AssetInfo
 	char	   *symbol;
 	char	   *currency;		/* NULL when SQL NULL */
 	int			currency_id;	/* its id among the FX currencies, or -1 */
+	int			rank;			/* its place by symbol, then id */
 	bool		has_price;
 	Amount		close;			/* the latest close, when has_price */
 	Numeric		close_rounded;	/* ... to SNAPSHOT_SCALE places */
@@ -282,6 +283,7 @@ extern TxnType snapshot_parse_txn_type(const char *type_text);
 extern DateADT snapshot_utc_date(TimestampTz ts);
 extern char *snapshot_date_iso(DateADT d);
 extern int	snapshot_currency_id(const MarketData *md, const char *code);
+extern void snapshot_rank_assets(MarketData *md);
 extern void snapshot_value_portfolio(const MarketData *md,
 									 const PortfolioLedger *ledger,
 									 SnapshotFigures *out);

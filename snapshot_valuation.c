@@ -669,18 +669,57 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 }
 
 /*
- * Order open positions by symbol, then asset id.
+ * Order assets by symbol, then asset id (bytewise): the order of the
+ * positions array.
  */
 static int
-compare_positions(const void *a, const void *b)
+compare_assets(const void *a, const void *b)
 {
-	const ValuedPosition *pa = a;
-	const ValuedPosition *pb = b;
-	int			c = strcmp(pa->pos->asset->symbol, pb->pos->asset->symbol);
+	const AssetInfo *pa = *(const AssetInfo *const *) a;
+	const AssetInfo *pb = *(const AssetInfo *const *) b;
+	int			c = strcmp(pa->symbol, pb->symbol);
 
 	if (c != 0)
 		return c;
-	return memcmp(pa->pos->asset_id.data, pb->pos->asset_id.data, UUID_LEN);
+	return memcmp(pa->asset_id.data, pb->asset_id.data, UUID_LEN);
+}
+
+/*
+ * Number the assets in the order of the positions array, once per capture,
+ * so that a valuation sorts its positions by an integer.
+ */
+void
+snapshot_rank_assets(MarketData *md)
+{
+	long		n = hash_get_num_entries(md->assets);
+	AssetInfo **assets = palloc(sizeof(AssetInfo *) * Max(n, 1));
+	HASH_SEQ_STATUS seq;
+	AssetInfo  *a;
+	long		i = 0;
+
+	hash_seq_init(&seq, md->assets);
+	while ((a = hash_seq_search(&seq)) != NULL)
+		assets[i++] = a;
+	qsort(assets, n, sizeof(AssetInfo *), compare_assets);
+	for (i = 0; i < n; i++)
+		assets[i]->rank = (int) i;
+	pfree(assets);
+}
+
+/* A valued position's place in the positions array. */
+typedef struct PositionOrder
+{
+	int			rank;			/* its asset's */
+	int			index;			/* into the valued positions */
+} PositionOrder;
+
+static int
+compare_order(const void *a, const void *b)
+{
+	int			ra = ((const PositionOrder *) a)->rank;
+	int			rb = ((const PositionOrder *) b)->rank;
+
+	return (ra > rb) - (ra < rb);
 }
 
 /*
@@ -820,7 +859,7 @@ jsonb_position(StringInfo buf, const ValuedPosition *vp)
  * The positions array: one object per open position, by symbol.
  */
 static Jsonb *
-positions_jsonb(ValuedPosition *vps, int n)
+positions_jsonb(ValuedPosition *vps, const PositionOrder *order, int n)
 {
 	StringInfoData buf;
 	uint32		header = n | JB_FARRAY;
@@ -833,8 +872,8 @@ positions_jsonb(ValuedPosition *vps, int n)
 	appendBinaryStringInfo(&buf, (char *) &header, sizeof(uint32));
 	entries = jsonb_reserve(&buf, n);
 	for (int i = 0; i < n; i++)
-		jsonb_entry(&buf, entries, i, JENTRY_ISCONTAINER, jsonb_position(&buf, &vps[i]),
-					&total);
+		jsonb_entry(&buf, entries, i, JENTRY_ISCONTAINER,
+					jsonb_position(&buf, &vps[order[i].index]), &total);
 	SET_VARSIZE(buf.data, buf.len);
 	return (Jsonb *) buf.data;
 }
@@ -853,6 +892,7 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 	int			base_id;
 	Totals		t;
 	ValuedPosition *vps;
+	PositionOrder *order;
 	int			nvps = 0;
 	Amount		market_value;
 	Amount		total_cost;
@@ -906,7 +946,13 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 		total_cost = n_add(total_cost, pos->cost);
 		nvps++;
 	}
-	qsort(vps, nvps, sizeof(ValuedPosition), compare_positions);
+	order = palloc(sizeof(PositionOrder) * Max(nvps, 1));
+	for (int i = 0; i < nvps; i++)
+	{
+		order[i].rank = vps[i].pos->asset->rank;
+		order[i].index = i;
+	}
+	qsort(order, nvps, sizeof(PositionOrder), compare_order);
 
 	out->market_value = n_stored(market_value);
 	out->cash_balance = n_stored(t.cash);
@@ -919,5 +965,5 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 	out->net_contribution = n_stored(t.flows);
 	out->day_flow = n_stored(t.day_flow);
 	out->position_count = nvps;
-	out->positions = positions_jsonb(vps, nvps);
+	out->positions = positions_jsonb(vps, order, nvps);
 }
