@@ -49,7 +49,7 @@ CREATE VIEW run AS
 SELECT run_id, (status, portfolios, captured, failed, workers)::text AS counts, workers
   FROM snapshot.snapshot_runs;
 
-SELECT plan(17);
+SELECT plan(20);
 
 -- the reference: every portfolio valued by the calling backend
 SET snapshot.max_workers = 0;
@@ -118,6 +118,53 @@ SELECT is((SELECT count(*) FROM snapshot.snapshot_runs WHERE triggered_by = 'fai
           0::bigint, 'the failed capture left no run behind');
 SELECT is((SELECT count(*) FROM snapshot_values WHERE portfolio_id IN (SELECT portfolio_id FROM serial_values)),
           240::bigint, '... and the earlier snapshots of the date are intact');
+
+-- a cancelled capture stops its workers and leaves nothing behind: the
+-- capture runs in a dblink session, its workers slowed down by a view that
+-- sleeps outside the calling backend, and is cancelled while they work
+CREATE EXTENSION dblink SCHEMA par;
+CREATE FUNCTION connstr() RETURNS text LANGUAGE sql AS $$
+    SELECT format('host=%s port=%s dbname=%s user=%s',
+                  split_part(current_setting('unix_socket_directories'), ',', 1),
+                  current_setting('port'), current_database(), current_user)
+$$;
+-- wait (at most 30 s) until n valuation workers run; true when they do
+CREATE FUNCTION wait_for_workers(n int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. 600 LOOP
+        IF (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'snapshot valuation worker') = n THEN
+            RETURN true;
+        END IF;
+        PERFORM pg_stat_clear_snapshot();
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN false;
+END $$;
+CREATE FUNCTION slow_outside_leader() RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    IF pg_backend_pid() <> (SELECT pid FROM par.leader) THEN
+        PERFORM pg_sleep(0.05);
+    END IF;
+    RETURN true;
+END $$;
+CREATE VIEW slow_portfolios AS SELECT * FROM portfolios WHERE slow_outside_leader();
+SELECT snapshot.snapshot_configure(portfolios => 'par.slow_portfolios', assets => 'par.assets',
+                                   transactions => 'par.transactions', prices => 'par.asset_prices',
+                                   fx_rates => 'par.fx_rates');
+SELECT dblink_connect('capture', connstr());
+UPDATE leader SET pid = (SELECT p FROM dblink('capture', 'SELECT pg_backend_pid()') AS t(p int));
+SELECT dblink_send_query('capture', format(
+    $$SET snapshot.portfolios_per_worker = 1; SELECT snapshot.capture_all_snapshots(%L, 'cancelled')$$,
+    (SELECT d FROM day)));
+SELECT ok(wait_for_workers(2), 'the capture runs with two workers');
+SELECT is(dblink_cancel_query('capture'), 'OK', 'the capture is cancelled');
+SET client_min_messages = error;
+SELECT count(*) FROM dblink_get_result('capture', false) AS t(r text);
+RESET client_min_messages;
+SELECT ok(wait_for_workers(0) AND
+          (SELECT count(*) FROM snapshot.snapshot_runs WHERE triggered_by = 'cancelled') = 0,
+          'its workers are gone, and so is its run');
+SELECT dblink_disconnect('capture');
 
 -- a transaction that wrote before the capture: no workers (they could not
 -- see its rows), so the view is only ever read by the calling backend
