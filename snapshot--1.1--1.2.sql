@@ -13,3 +13,11 @@ ALTER TABLE @extschema@.snapshot_runs
 
 COMMENT ON COLUMN @extschema@.snapshot_runs.workers IS
     'Valuation workers that took part in the run; 0 when the calling backend valued every portfolio.';
+
+/*
+ * The capture's queries are an ordered walk and a few small lookups: JIT
+ * compiling them (the ledger walk of 100,000 portfolios costs enough to
+ * trigger it) only loads LLVM into the backend and its workers.
+ */
+ALTER FUNCTION @extschema@.capture_all_snapshots(date, text) SET jit = off;
+ALTER FUNCTION @extschema@.capture_snapshot(uuid, date) SET jit = off;

@@ -71,7 +71,7 @@ int			snapshot_portfolios_per_worker = 10000;
 
 /* settings a worker takes from the leader (besides search_path) */
 static const char *const copied_settings[] = {
-	"TimeZone", "DateStyle", "IntervalStyle", "snapshot.batch_size",
+	"TimeZone", "DateStyle", "IntervalStyle", "jit", "snapshot.batch_size",
 };
 
 #define SNAPSHOT_SETTING_LEN 256
