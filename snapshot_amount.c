@@ -348,6 +348,7 @@ verified(Amount fixed, Numeric slow, const char *op)
 /* numeric.c's result, taken back into fixed point when it fits */
 #define BY_NUMERIC(expr) amount_of(expr)
 
+/* a + b, as numeric_add() */
 Amount
 amount_add(Amount a, Amount b)
 {
@@ -368,6 +369,7 @@ amount_add(Amount a, Amount b)
 	return BY_NUMERIC(numeric_add_opt_error(amount_numeric(a), amount_numeric(b), NULL));
 }
 
+/* a - b, as numeric_sub() */
 Amount
 amount_sub(Amount a, Amount b)
 {
@@ -388,6 +390,7 @@ amount_sub(Amount a, Amount b)
 	return BY_NUMERIC(numeric_sub_opt_error(amount_numeric(a), amount_numeric(b), NULL));
 }
 
+/* a * b, as numeric_mul() */
 Amount
 amount_mul(Amount a, Amount b)
 {
@@ -407,6 +410,7 @@ amount_mul(Amount a, Amount b)
 	return BY_NUMERIC(numeric_mul_opt_error(amount_numeric(a), amount_numeric(b), NULL));
 }
 
+/* a / b: numeric_div() itself */
 Amount
 amount_div(Amount a, Amount b)
 {
@@ -453,6 +457,7 @@ amount_round(Amount a)
 														  Int32GetDatum(SNAPSHOT_SCALE))));
 }
 
+/* -1, 0 or 1 as a is less than, equal to or greater than b */
 int
 amount_cmp(Amount a, Amount b)
 {
@@ -468,7 +473,7 @@ amount_cmp(Amount a, Amount b)
 											 NumericGetDatum(amount_numeric(b))));
 }
 
-/* -1, 0 or 1 */
+/* the sign of a: -1, 0 or 1 */
 int
 amount_sign(Amount a)
 {

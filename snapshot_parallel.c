@@ -241,6 +241,7 @@ send_message(Capture *cap, StringInfo buf, bool flush)
 				errmsg("the capture this valuation worker served has ended"));
 }
 
+/* The worker's message buffer, emptied and started with a message type. */
 static StringInfo
 start_message(char type)
 {
