@@ -345,49 +345,48 @@ verified(Amount fixed, Numeric slow, const char *op)
 #define VERIFIED(fixed, slow, op) (fixed)
 #endif
 
-/* numeric.c's result, taken back into fixed point when it fits */
-#define BY_NUMERIC(expr) amount_of(expr)
+/*
+ * a + b or a - b, as numeric_add() and numeric_sub(): the larger scale.
+ * numeric.c's result is taken back into fixed point when it fits.
+ */
+static Amount
+add_or_sub(Amount a, Amount b, bool subtract)
+{
+#ifdef SNAPSHOT_FIXED_POINT
+	Amount		x = a;
+	Amount		y = b;
+	Amount		r;
 
-/* a + b, as numeric_add() */
+	if (aligned(&x, &y) &&
+		!(subtract ? __builtin_sub_overflow(x.mant, y.mant, &r.mant)
+		  : __builtin_add_overflow(x.mant, y.mant, &r.mant)) &&
+		fits(r.mant, x.scale))
+	{
+		r.scale = x.scale;
+		r.num = NULL;
+		return VERIFIED(r, subtract
+						? numeric_sub_opt_error(amount_numeric(a), amount_numeric(b), NULL)
+						: numeric_add_opt_error(amount_numeric(a), amount_numeric(b), NULL),
+						subtract ? "sub" : "add");
+	}
+#endif
+	return amount_of(subtract
+					 ? numeric_sub_opt_error(amount_numeric(a), amount_numeric(b), NULL)
+					 : numeric_add_opt_error(amount_numeric(a), amount_numeric(b), NULL));
+}
+
+/* a + b */
 Amount
 amount_add(Amount a, Amount b)
 {
-#ifdef SNAPSHOT_FIXED_POINT
-	Amount		x = a;
-	Amount		y = b;
-	Amount		r;
-
-	if (aligned(&x, &y) && !__builtin_add_overflow(x.mant, y.mant, &r.mant) &&
-		fits(r.mant, x.scale))
-	{
-		r.scale = x.scale;
-		r.num = NULL;
-		return VERIFIED(r, numeric_add_opt_error(amount_numeric(a), amount_numeric(b), NULL),
-						"add");
-	}
-#endif
-	return BY_NUMERIC(numeric_add_opt_error(amount_numeric(a), amount_numeric(b), NULL));
+	return add_or_sub(a, b, false);
 }
 
-/* a - b, as numeric_sub() */
+/* a - b */
 Amount
 amount_sub(Amount a, Amount b)
 {
-#ifdef SNAPSHOT_FIXED_POINT
-	Amount		x = a;
-	Amount		y = b;
-	Amount		r;
-
-	if (aligned(&x, &y) && !__builtin_sub_overflow(x.mant, y.mant, &r.mant) &&
-		fits(r.mant, x.scale))
-	{
-		r.scale = x.scale;
-		r.num = NULL;
-		return VERIFIED(r, numeric_sub_opt_error(amount_numeric(a), amount_numeric(b), NULL),
-						"sub");
-	}
-#endif
-	return BY_NUMERIC(numeric_sub_opt_error(amount_numeric(a), amount_numeric(b), NULL));
+	return add_or_sub(a, b, true);
 }
 
 /* a * b, as numeric_mul() */
@@ -407,7 +406,7 @@ amount_mul(Amount a, Amount b)
 						"mul");
 	}
 #endif
-	return BY_NUMERIC(numeric_mul_opt_error(amount_numeric(a), amount_numeric(b), NULL));
+	return amount_of(numeric_mul_opt_error(amount_numeric(a), amount_numeric(b), NULL));
 }
 
 /* a / b: numeric_div() itself */
@@ -415,7 +414,7 @@ Amount
 amount_div(Amount a, Amount b)
 {
 	/* numeric.c chooses the quotient's scale; always its division */
-	return BY_NUMERIC(numeric_div_opt_error(amount_numeric(a), amount_numeric(b), NULL));
+	return amount_of(numeric_div_opt_error(amount_numeric(a), amount_numeric(b), NULL));
 }
 
 /*
@@ -452,7 +451,7 @@ amount_round(Amount a)
 							"round");
 	}
 #endif
-	return BY_NUMERIC(DatumGetNumeric(DirectFunctionCall2(numeric_round,
+	return amount_of(DatumGetNumeric(DirectFunctionCall2(numeric_round,
 														  NumericGetDatum(amount_numeric(a)),
 														  Int32GetDatum(SNAPSHOT_SCALE))));
 }

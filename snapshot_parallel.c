@@ -439,7 +439,6 @@ snapshot_walk_parallel(Capture *cap, int nworkers)
 	ParallelShared *shared;
 	WorkerSet  *ws;
 	shm_mq_handle **queues;
-	bool	   *here;
 	int			active = 0;
 	MemoryContext message_cxt;
 
@@ -474,7 +473,6 @@ snapshot_walk_parallel(Capture *cap, int nworkers)
 	on_dsm_detach(seg, stop_workers, PointerGetDatum(ws));
 
 	queues = palloc0(sizeof(shm_mq_handle *) * nworkers);
-	here = palloc0(sizeof(bool) * nworkers);
 	for (int i = 0; i < nworkers; i++)
 	{
 		shm_mq	   *mq = shm_mq_create((char *) shared + shared->queues_offset +
@@ -486,11 +484,10 @@ snapshot_walk_parallel(Capture *cap, int nworkers)
 			queues[i] = shm_mq_attach(mq, seg, ws->handles[i]);
 			active++;
 		}
-		else
-			here[i] = true;
 	}
+	/* the ranges of workers that found no slot (their handle stays NULL) */
 	for (int i = 0; i < nworkers; i++)
-		if (here[i])
+		if (ws->handles[i] == NULL)
 			walk_range_here(cap, &ranges[i]);
 
 	message_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot worker message",
@@ -555,7 +552,7 @@ snapshot_walk_parallel(Capture *cap, int nworkers)
 
 	/* let the workers end their read-only transactions, then part */
 	for (int i = 0; i < nworkers; i++)
-		if (!here[i])
+		if (ws->handles[i] != NULL)
 			(void) WaitForBackgroundWorkerShutdown(ws->handles[i]);
 	ws->n = 0;
 	dsm_detach(seg);

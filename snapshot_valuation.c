@@ -129,7 +129,6 @@ static Numeric const_one_rounded;
 #define n_div(a, b) amount_div((a), (b))
 #define n_cmp(a, b) amount_cmp((a), (b))
 #define n_sign(a) amount_sign(a)
-#define n_round(a) amount_round(a)
 
 /* an amount rounded as the snapshot stores it, as a numeric */
 static inline Numeric

@@ -28,9 +28,13 @@ SELECT 'ffffffff-0000-0000-0000-000000000001', id, 'SELL', 1, 10, 0, NULL, now()
   FROM assets ORDER BY symbol LIMIT 1;
 
 CREATE EXTENSION snapshot;
-SELECT snapshot.snapshot_configure(portfolios => 'par.portfolios', assets => 'par.assets',
-                                   transactions => 'par.transactions', prices => 'par.asset_prices',
-                                   fx_rates => 'par.fx_rates');
+-- the par relations, with the portfolios relation given
+CREATE FUNCTION configure(portfolios text) RETURNS void LANGUAGE sql AS $$
+    SELECT snapshot.snapshot_configure(portfolios => portfolios, assets => 'par.assets',
+                                       transactions => 'par.transactions', prices => 'par.asset_prices',
+                                       fx_rates => 'par.fx_rates')
+$$;
+SELECT configure('par.portfolios');
 CREATE TABLE day AS SELECT (now() AT TIME ZONE 'UTC')::date - 1 AS d;
 CREATE VIEW snapshot_values AS
 SELECT portfolio_id, base_currency, market_value, cash_balance, net_worth, total_cost, unrealized_pnl,
@@ -107,9 +111,7 @@ BEGIN
     RETURN true;
 END $$;
 CREATE VIEW checked_portfolios AS SELECT * FROM portfolios WHERE only_in_leader();
-SELECT snapshot.snapshot_configure(portfolios => 'par.checked_portfolios', assets => 'par.assets',
-                                   transactions => 'par.transactions', prices => 'par.asset_prices',
-                                   fx_rates => 'par.fx_rates');
+SELECT configure('par.checked_portfolios');
 SET snapshot.max_workers = 2;
 SELECT throws_ok($$SELECT snapshot.capture_all_snapshots((SELECT d FROM par.day), 'failing worker')$$,
                  'P0042', 'read outside the calling backend',
@@ -148,9 +150,7 @@ BEGIN
     RETURN true;
 END $$;
 CREATE VIEW slow_portfolios AS SELECT * FROM portfolios WHERE slow_outside_leader();
-SELECT snapshot.snapshot_configure(portfolios => 'par.slow_portfolios', assets => 'par.assets',
-                                   transactions => 'par.transactions', prices => 'par.asset_prices',
-                                   fx_rates => 'par.fx_rates');
+SELECT configure('par.slow_portfolios');
 SELECT dblink_connect('capture', connstr());
 UPDATE leader SET pid = (SELECT p FROM dblink('capture', 'SELECT pg_backend_pid()') AS t(p int));
 SELECT dblink_send_query('capture', format(
