@@ -25,7 +25,9 @@
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "storage/proc.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
 #include "utils/array.h"
 #include "utils/backend_status.h"
 #include "utils/builtins.h"
@@ -38,32 +40,100 @@
 #include "utils/snapmgr.h"
 
 #include "snapshot.h"
+#include "snapshot_source.h"
 
 PG_MODULE_MAGIC;
 
-/* First key of the advisory lock that serializes captures of one date. */
-#define SNAPSHOT_LOCK_KEY 0x534E4150	/* "SNAP" */
+StaticAssertDecl(SNAPSHOT_RELATIONS == SOURCE_RELATIONS,
+				 "the configuration holds one OID per source relation");
+
+/*
+ * A batch is written once its values take this many bytes, whatever
+ * snapshot.batch_size says, so that no batch column nears the 1 GB a value
+ * may take; a single snapshot may take at most SNAPSHOT_ROW_MAX.
+ */
+#define SNAPSHOT_BATCH_BYTES ((Size) 32 * 1024 * 1024)
+#define SNAPSHOT_ROW_MAX ((Size) 64 * 1024 * 1024)
 
 int			snapshot_batch_size = 1000;
+
+/* snapshot.min_date: the earliest date a capture accepts, and its text */
+static char *snapshot_min_date_text = NULL;
+static DateADT snapshot_min_date = 0;
+
+/*
+ * The captures of the current top-level transaction (by its local id), for
+ * the rule that a role other than a superuser captures once per
+ * transaction.
+ */
+static LocalTransactionId xact_capture_lxid = InvalidLocalTransactionId;
+static bool xact_captured_all = false;
+static bool xact_captured_date = false;
+static DateADT xact_capture_date = 0;
 
 void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(capture_all_snapshots);
+PG_FUNCTION_INFO_V1(capture_all_snapshots_if_missing);
 PG_FUNCTION_INFO_V1(capture_snapshot);
+PG_FUNCTION_INFO_V1(snapshot_configure);
 
 /*
- * Module load: define and reserve the snapshot.* settings.
+ * GUC check hook of snapshot.min_date: a date written YYYY-MM-DD, from
+ * 0001-01-01 on; its DateADT goes to the assign hook as extra.
+ */
+static bool
+check_min_date(char **newval, void **extra, GucSource source)
+{
+	int			y,
+				m,
+				d;
+	char		tail;
+	DateADT    *date;
+
+	if (*newval == NULL ||
+		sscanf(*newval, "%d-%d-%d%c", &y, &m, &d, &tail) != 3 ||
+		y < 1 || y > 9999 || m < 1 || m > 12 || d < 1 || d > day_tab[isleap(y)][m - 1])
+	{
+		GUC_check_errdetail("snapshot.min_date is a date written YYYY-MM-DD, from 0001-01-01 on.");
+		return false;
+	}
+	date = malloc(sizeof(DateADT));
+	if (date == NULL)
+		return false;
+	*date = date2j(y, m, d) - POSTGRES_EPOCH_JDATE;
+	*extra = date;
+	return true;
+}
+
+static void
+assign_min_date(const char *newval, void *extra)
+{
+	snapshot_min_date = *(DateADT *) extra;
+}
+
+/*
+ * Module load: define and reserve the snapshot.* settings.  Each bounds the
+ * work of a capture, so only a superuser may change it.
  */
 void
 _PG_init(void)
 {
 	DefineCustomIntVariable("snapshot.batch_size",
 							"Portfolios valued and written per batch by the capture functions.",
-							"The ledger cursor is fetched ten rows per portfolio of a batch at a time.",
+							"The ledger cursor is fetched ten rows per portfolio of a batch at a time; "
+							"a batch is also written once it holds 32 MB.",
 							&snapshot_batch_size,
 							1000, 1, 100000,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomStringVariable("snapshot.min_date",
+							   "The earliest snapshot date a capture accepts.",
+							   "Earlier dates are refused, so that no call creates partitions for them.",
+							   &snapshot_min_date_text,
+							   "1970-01-01",
+							   PGC_SUSET, 0,
+							   check_min_date, assign_min_date, NULL);
 	DefineCustomIntVariable("snapshot.max_workers",
 							"Background workers that value portfolios for one capture_all_snapshots() call.",
 							"The calling backend writes the snapshots while the workers walk and value "
@@ -77,7 +147,7 @@ _PG_init(void)
 							"Smaller captures use fewer workers, or none.",
 							&snapshot_portfolios_per_worker,
 							10000, 1, INT_MAX,
-							PGC_USERSET, 0,
+							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("snapshot");
 }
@@ -109,7 +179,30 @@ utc_today(void)
 }
 
 /*
- * Reject a snapshot date that is NULL, not finite, or after today (UTC).
+ * A date for a message: YYYY-MM-DD, YYYY-MM-DD BC, infinity or -infinity,
+ * whatever the session's DateStyle.
+ */
+static char *
+date_text(DateADT d)
+{
+	int			y,
+				m,
+				day;
+
+	if (DATE_IS_NOBEGIN(d))
+		return "-infinity";
+	if (DATE_IS_NOEND(d))
+		return "infinity";
+	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
+	if (y <= 0)
+		return psprintf("%04d-%02d-%02d BC", 1 - y, m, day);
+	return snapshot_date_iso(d);
+}
+
+/*
+ * Reject a snapshot date that is NULL, not finite, before snapshot.min_date
+ * (BC dates always are), or after today (UTC): every capture function
+ * checks its date here, before anything is written.
  */
 static DateADT
 check_snapshot_date(FunctionCallInfo fcinfo, int argno)
@@ -121,10 +214,13 @@ check_snapshot_date(FunctionCallInfo fcinfo, int argno)
 				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				errmsg("snapshot_date must not be null"));
 	d = PG_GETARG_DATEADT(argno);
-	if (DATE_NOT_FINITE(d))
+	if (DATE_NOT_FINITE(d) || d < snapshot_min_date)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("snapshot_date must be a finite date"));
+				errmsg("snapshot_date %s is out of range", date_text(d)),
+				errdetail("A snapshot date runs from snapshot.min_date, %s, to today, %s in UTC.",
+						  snapshot_date_iso(snapshot_min_date), snapshot_date_iso(utc_today())),
+				errhint("A superuser may lower snapshot.min_date to capture earlier days."));
 	if (d > utc_today())
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -135,24 +231,9 @@ check_snapshot_date(FunctionCallInfo fcinfo, int argno)
 }
 
 /*
- * The quoted, schema-qualified name of a configured relation.
- */
-static char *
-relation_name(Oid relid, const char *role)
-{
-	char	   *rel = get_rel_name(relid);
-	char	   *nsp = rel ? get_namespace_name(get_rel_namespace(relid)) : NULL;
-
-	if (rel == NULL || nsp == NULL)
-		ereport(ERROR,
-				errcode(ERRCODE_UNDEFINED_TABLE),
-				errmsg("the configured %s relation (OID %u) no longer exists", role, relid),
-				errhint("Call snapshot_configure() again with the current relation names."));
-	return quote_qualified_identifier(nsp, rel);
-}
-
-/*
- * Load the configuration; 55000 when snapshot_configure() was never called.
+ * Load the configuration and check the configured relations, locking them
+ * until the transaction ends; 55000 when snapshot_configure() was never
+ * called, or when the extension's SQL objects predate this library.
  */
 static void
 load_config(Capture *cap)
@@ -161,9 +242,16 @@ load_config(Capture *cap)
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
-	const char *roles[SNAPSHOT_RELATIONS] = {"portfolios", "assets", "transactions", "prices", "fx_rates"};
 	char	  **targets[SNAPSHOT_RELATIONS] = {&cap->config.portfolios, &cap->config.assets,
 		&cap->config.transactions, &cap->config.prices, &cap->config.fx_rates};
+
+	/* the date locks arrived with the 1.3 objects, which this library needs */
+	if (!OidIsValid(get_relname_relid("capture_date_locks", cap->nspid)))
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("the snapshot extension's SQL objects are older than its library"),
+				errdetail("This library needs version 1.3 or later of the extension's SQL objects."),
+				errhint("Run ALTER EXTENSION snapshot UPDATE."));
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -186,12 +274,22 @@ load_config(Capture *cap)
 		Datum		d = SPI_getbinval(tup, desc, i + 1, &isnull);
 
 		cap->config.relids[i] = isnull ? InvalidOid : DatumGetObjectId(d);
-		*targets[i] = isnull ? NULL : relation_name(cap->config.relids[i], roles[i]);
 	}
 	cap->config.cost_method_name = SPI_getvalue(tup, desc, 6);
+	cap->config.stale_after_days = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+	if (cap->config.cost_method_name == NULL || isnull)
+		elog(ERROR, "snapshot: snapshot_config holds a NULL setting");
 	cap->config.cost_method = strcmp(cap->config.cost_method_name, "average") == 0
 		? COST_AVERAGE : COST_FIFO;
-	cap->config.stale_after_days = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+
+	/*
+	 * The relations as they are now, not as they were configured; locked
+	 * first, so that they stay so until this capture ends.
+	 */
+	cap->config.owner = snapshot_check_sources(cap->config.relids, true);
+	for (int i = 0; i < SNAPSHOT_RELATIONS; i++)
+		*targets[i] = OidIsValid(cap->config.relids[i])
+			? snapshot_source_name(cap->config.relids[i], snapshot_source_roles[i]) : NULL;
 }
 
 /*
@@ -240,15 +338,32 @@ intern_currency(MarketData *md, const char *code)
 
 /*
  * Build the asset, price and FX maps once for the capture, from the same
- * snapshot of the sources as the ledger walk.
+ * snapshot of the sources as the ledger walk.  A row whose key or value is
+ * NULL, or whose amount is out of bounds, is skipped and counted in
+ * cap->skipped_market (the same rows for every load of one capture).
  */
+static void load_market_data(Capture *cap, int64 *skipped);
+
 void
 snapshot_load_market_data(Capture *cap)
+{
+	int64		skipped = 0;
+
+	load_market_data(cap, &skipped);
+	cap->skipped_market = Max(cap->skipped_market, skipped);
+}
+
+/*
+ * snapshot_load_market_data(), counting the rows skipped in *skipped.
+ */
+static void
+load_market_data(Capture *cap, int64 *skipped)
 {
 	Oid			types[2] = {DATEOID, UUIDOID};
 	Datum		values[2];
 	char	   *sql;
 	MarketData *md = &cap->md;
+	Oid			owner = cap->config.owner;
 
 	values[0] = DateADTGetDatum(md->snapshot_date);
 	values[1] = UUIDPGetDatum(&cap->portfolio_id);
@@ -257,7 +372,7 @@ snapshot_load_market_data(Capture *cap)
 				   " a.currency::pg_catalog.text FROM %s a"
 				   " WHERE $1 IS NOT NULL%s",
 				   cap->config.assets, asset_filter(cap, "a.id::pg_catalog.uuid"));
-	spi_run(sql, cap->single ? 2 : 1, types, values, NULL, true, SPI_OK_SELECT);
+	snapshot_source_query(owner, sql, cap->single ? 2 : 1, types, values, 0);
 	md->assets = make_hash("snapshot assets", sizeof(pg_uuid_t), sizeof(AssetInfo),
 						   SPI_processed, true);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -269,7 +384,10 @@ snapshot_load_market_data(Capture *cap)
 		AssetInfo  *a;
 
 		if (isnull)
+		{
+			(*skipped)++;
 			continue;
+		}
 		a = hash_search(md->assets, DatumGetUUIDP(id), HASH_ENTER, NULL);
 		a->symbol = SPI_getvalue(tup, desc, 2);
 		if (a->symbol == NULL)
@@ -286,26 +404,35 @@ snapshot_load_market_data(Capture *cap)
 				   " p.close::pg_catalog.numeric FROM %s p"
 				   " WHERE p.price_date::pg_catalog.date OPERATOR(pg_catalog.<=) $1"
 				   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.>=) 0"
-				   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.<) 'Infinity'"
-				   " AND p.asset_id IS NOT NULL%s"
+				   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.<) 'Infinity'%s"
 				   " ORDER BY p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date DESC",
 				   cap->config.prices, asset_filter(cap, "p.asset_id::pg_catalog.uuid"));
-	spi_run(sql, cap->single ? 2 : 1, types, values, NULL, true, SPI_OK_SELECT);
+	snapshot_source_query(owner, sql, cap->single ? 2 : 1, types, values, 0);
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
 		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
+		bool		id_null,
+					date_null,
+					close_null;
+		Datum		id = SPI_getbinval(tup, desc, 1, &id_null);
+		Datum		date = SPI_getbinval(tup, desc, 2, &date_null);
+		Datum		close = SPI_getbinval(tup, desc, 3, &close_null);
 		AssetInfo  *a;
 
+		if (id_null || date_null || close_null || !amount_in_bounds(DatumGetNumeric(close)))
+		{
+			(*skipped)++;
+			continue;
+		}
+
 		/* a price of an asset the assets relation lacks is never used */
-		a = hash_search(md->assets, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)),
-						HASH_FIND, NULL);
+		a = hash_search(md->assets, DatumGetUUIDP(id), HASH_FIND, NULL);
 		if (a == NULL)
 			continue;
-		a->price_date = DatumGetDateADT(SPI_getbinval(tup, desc, 2, &isnull));
+		a->price_date = DatumGetDateADT(date);
 		a->has_price = true;
-		a->close = amount_of(DatumGetNumericCopy(SPI_getbinval(tup, desc, 3, &isnull)));
+		a->close = amount_of(DatumGetNumericCopy(close));
 		a->close_rounded = amount_numeric(amount_round(a->close));
 	}
 	SPI_freetuptable(SPI_tuptable);
@@ -320,10 +447,9 @@ snapshot_load_market_data(Capture *cap)
 				   " WHERE f.rate_date::pg_catalog.date OPERATOR(pg_catalog.<=) $1"
 				   " AND f.rate::pg_catalog.numeric OPERATOR(pg_catalog.>) 0"
 				   " AND f.rate::pg_catalog.numeric OPERATOR(pg_catalog.<) 'Infinity'"
-				   " AND f.from_currency IS NOT NULL AND f.to_currency IS NOT NULL"
 				   " ORDER BY 1, 2, f.rate_date::pg_catalog.date DESC",
 				   cap->config.fx_rates);
-	spi_run(sql, 1, types, values, NULL, true, SPI_OK_SELECT);
+	snapshot_source_query(owner, sql, 1, types, values, 0);
 	md->currencies = make_hash("snapshot currencies", SNAPSHOT_CURRENCY_MAXLEN + 1,
 							   sizeof(CurrencyInfo), 64, false);
 	md->fx = make_hash("snapshot fx rates", sizeof(FxKey), sizeof(FxInfo),
@@ -342,11 +468,19 @@ snapshot_load_market_data(Capture *cap)
 			char	   *from = SPI_getvalue(tup, desc, 1);
 			char	   *to = SPI_getvalue(tup, desc, 2);
 			bool		isnull;
+			Datum		rate_datum = SPI_getbinval(tup, desc, 3, &isnull);
 			bool		found;
 			FxKey		key;
 			FxInfo	   *fx;
 			Numeric		rate;
 
+			if (from == NULL || to == NULL || isnull ||
+				!amount_in_bounds(DatumGetNumeric(rate_datum)))
+			{
+				if (pass == 0)
+					(*skipped)++;
+				continue;
+			}
 			if (strlen(from) > SNAPSHOT_CURRENCY_MAXLEN || strlen(to) > SNAPSHOT_CURRENCY_MAXLEN)
 				continue;
 			key.from = intern_currency(md, pass == 0 ? from : to);
@@ -354,7 +488,7 @@ snapshot_load_market_data(Capture *cap)
 			fx = hash_search(md->fx, &key, HASH_ENTER, &found);
 			if (found)
 				continue;
-			rate = DatumGetNumeric(SPI_getbinval(tup, desc, 3, &isnull));
+			rate = DatumGetNumeric(rate_datum);
 			fx->rate = pass == 0 ? amount_of(DatumGetNumericCopy(NumericGetDatum(rate)))
 				: amount_div(amount_of(int64_to_numeric(1)), amount_of(rate));
 			fx->rate_rounded = amount_numeric(amount_round(fx->rate));
@@ -562,7 +696,7 @@ batch_init(Capture *cap)
  * Append one element to a batch column: typlen bytes, or a varlena (whose
  * pointer need not be aligned) with its 4-byte header.
  */
-static void
+static Size
 batch_append(BatchColumn *c, const char *value)
 {
 	Size		start = att_align_nominal(c->len, c->typalign);
@@ -607,6 +741,7 @@ batch_append(BatchColumn *c, const char *value)
 	else
 		memcpy(c->buf + start, value, n);
 	c->len = start + n;
+	return n;
 }
 
 /*
@@ -640,7 +775,9 @@ batch_column_array(BatchColumn *c, int nbatch)
  * Add one valued portfolio to the batch.  fields points to the portfolio
  * id (pg_uuid_t), the base currency (text), the ten numeric figures, the
  * four counts (int32) and positions (jsonb), in the order of the batch
- * columns; varlenas may be unaligned.  They are copied.
+ * columns; varlenas may be unaligned.  They are copied.  The batch is
+ * written once it holds snapshot.batch_size portfolios or
+ * SNAPSHOT_BATCH_BYTES of values.
  */
 void
 snapshot_batch_add(Capture *cap, const void *const *fields)
@@ -648,10 +785,10 @@ snapshot_batch_add(Capture *cap, const void *const *fields)
 	if (cap->batch[0].buf == NULL)
 		batch_init(cap);
 	for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
-		batch_append(&cap->batch[i], fields[i]);
+		cap->batch_bytes += batch_append(&cap->batch[i], fields[i]);
 	cap->nbatch++;
 	cap->captured++;
-	if (cap->nbatch >= snapshot_batch_size)
+	if (cap->nbatch >= snapshot_batch_size || cap->batch_bytes >= SNAPSHOT_BATCH_BYTES)
 		snapshot_batch_flush(cap);
 }
 
@@ -720,6 +857,7 @@ snapshot_batch_flush(Capture *cap)
 			elog(ERROR, "snapshot: upsert of snapshots returned %s",
 				 SPI_result_code_string(rc));
 		cap->nbatch = 0;
+		cap->batch_bytes = 0;
 		for (int i = 0; i < SNAPSHOT_BATCH_ARRAYS; i++)
 			cap->batch[i].len = ARR_OVERHEAD_NONULLS(1);
 	}
@@ -789,6 +927,13 @@ value_isolated(const MarketData *md, const PortfolioLedger *ledger,
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
+
+		/*
+		 * A cancel, a statement timeout or a shutdown ends the capture, never
+		 * just this portfolio (PL/pgSQL's WHEN OTHERS does not catch it either).
+		 */
+		if (ERRCODE_TO_CATEGORY((*edata)->sqlerrcode) == ERRCODE_OPERATOR_INTERVENTION)
+			ReThrowError(*edata);
 		ok = false;
 	}
 	PG_END_TRY();
@@ -838,37 +983,60 @@ finish_portfolio(Capture *cap, PortfolioLedger *ledger)
 							  edata->detail);
 		return;
 	}
+	if (VARSIZE(figures.positions) > SNAPSHOT_ROW_MAX)
+	{
+		char	   *message = psprintf("portfolio %s: its snapshot would take %zu MB, more than the %zu MB a snapshot may take",
+									   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ledger->id))),
+									   (Size) VARSIZE(figures.positions) / (1024 * 1024),
+									   SNAPSHOT_ROW_MAX / (1024 * 1024));
+		char	   *detail = psprintf("Its positions array holds %d positions.", figures.position_count);
+
+		if (cap->single)
+			ereport(ERROR,
+					errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					errmsg_internal("%s", message),
+					errdetail_internal("%s", detail));
+		snapshot_record_error(cap, &ledger->id, ERRCODE_PROGRAM_LIMIT_EXCEEDED, message, detail);
+		return;
+	}
 	queue_figures(cap, ledger, &figures);
 }
 
 /*
  * An ordered, read-only cursor read in batches, one deformed row at a time.
  * The current row's values point into the fetched batch, which stays valid
- * until the next call to reader_next().
+ * until the next call to reader_next().  A reader over the sources plans and
+ * fetches as their owner; one over the extension's own tables (owner
+ * InvalidOid) with the capture's own rights.
  */
 typedef struct RowReader
 {
+	Oid			owner;
 	Portal		portal;
 	long		fetch_rows;
 	SPITupleTable *tuptable;
 	uint64		nrows;
 	uint64		next;
 	bool		exhausted;
-	Datum		values[10];
-	bool		nulls[10];
+	Datum		values[9];
+	bool		nulls[9];
 } RowReader;
 
 /*
  * Open a no-scroll cursor for sql under the active snapshot.
  */
 static void
-reader_open(RowReader *r, const char *sql, int nargs, Oid *types, Datum *values,
-			long fetch_rows)
+reader_open(RowReader *r, Oid owner, const char *sql, int nargs, Oid *types,
+			Datum *values, long fetch_rows)
 {
 	memset(r, 0, sizeof(RowReader));
+	r->owner = owner;
 	r->fetch_rows = fetch_rows;
-	r->portal = SPI_cursor_open_with_args(NULL, sql, nargs, types, values, NULL,
-										  true, CURSOR_OPT_NO_SCROLL);
+	if (OidIsValid(owner))
+		r->portal = snapshot_source_cursor_open(owner, sql, nargs, types, values);
+	else
+		r->portal = SPI_cursor_open_with_args(NULL, sql, nargs, types, values, NULL,
+											  true, CURSOR_OPT_NO_SCROLL);
 	if (r->portal == NULL)
 		elog(ERROR, "snapshot: SPI_cursor_open_with_args failed for: %s", sql);
 }
@@ -888,17 +1056,37 @@ reader_next(RowReader *r)
 		r->nrows = r->next = 0;
 		if (r->exhausted)
 			return false;
-		SPI_cursor_fetch(r->portal, true, r->fetch_rows);
+		if (OidIsValid(r->owner))
+			snapshot_source_cursor_fetch(r->owner, r->portal, r->fetch_rows);
+		else
+			SPI_cursor_fetch(r->portal, true, r->fetch_rows);
 		r->tuptable = SPI_tuptable;
 		r->nrows = SPI_processed;
 		r->exhausted = SPI_processed < (uint64) r->fetch_rows;
 		if (r->nrows == 0)
 			return false;
-		Assert(r->tuptable->tupdesc->natts <= (int) lengthof(r->values));
+		if (r->tuptable->tupdesc->natts > (int) lengthof(r->values))
+			elog(ERROR, "snapshot: a cursor returned %d columns", r->tuptable->tupdesc->natts);
 	}
 	heap_deform_tuple(r->tuptable->vals[r->next++], r->tuptable->tupdesc,
 					  r->values, r->nulls);
 	return true;
+}
+
+/*
+ * Advance to the next row whose first column (a portfolio id) is not NULL,
+ * counting the rows passed over in *skipped; false at the end.
+ */
+static bool
+reader_next_keyed(RowReader *r, int64 *skipped)
+{
+	while (reader_next(r))
+	{
+		if (!r->nulls[0])
+			return true;
+		(*skipped)++;
+	}
+	return false;
 }
 
 static void
@@ -906,7 +1094,10 @@ reader_close(RowReader *r)
 {
 	if (r->tuptable != NULL)
 		SPI_freetuptable(r->tuptable);
-	SPI_cursor_close(r->portal);
+	if (OidIsValid(r->owner))
+		snapshot_source_cursor_close(r->owner, r->portal);
+	else
+		SPI_cursor_close(r->portal);
 }
 
 /* a NULL pointer for SQL NULL, else a copy in the current context */
@@ -916,7 +1107,8 @@ reader_close(RowReader *r)
 /*
  * Append the ledger reader's current row to the ledger being collected.
  * Columns: portfolio_id, asset_id, type, quantity, price, fee,
- * exchange_rate, transaction_date, id (as text).
+ * exchange_rate, transaction_date, id (as text).  A NULL where the
+ * valuation needs a value is left for it to report.
  */
 static void
 collect_row(PortfolioLedger *ledger, RowReader *t)
@@ -941,7 +1133,8 @@ collect_row(PortfolioLedger *ledger, RowReader *t)
 	e->price = NUMERIC_OR_NULL(t, 4);
 	e->fee = NUMERIC_OR_NULL(t, 5);
 	e->rate = NUMERIC_OR_NULL(t, 6);
-	e->transaction_date = DatumGetTimestampTz(t->values[7]);
+	e->date_is_null = t->nulls[7];
+	e->transaction_date = t->nulls[7] ? 0 : DatumGetTimestampTz(t->values[7]);
 	e->txn_id = t->nulls[8] ? "(null)" : TextDatumGetCString(t->values[8]);
 }
 
@@ -967,8 +1160,9 @@ walk_filter(Capture *cap, const char *column)
  * transaction_date, id), both in the order of an index (so nothing is
  * sorted), merged here.  The cursors are read outside any subtransaction (a
  * portal read inside a subtransaction that rolls back would be marked
- * failed); rows are gathered per portfolio in a context reset after each
- * one, so memory stays flat.
+ * failed), as the sources' owner; rows are gathered per portfolio in a
+ * context reset after each one, so memory stays flat.  A row without a
+ * portfolio id belongs to no portfolio: it is skipped and counted.
  */
 void
 snapshot_walk(Capture *cap)
@@ -993,13 +1187,13 @@ snapshot_walk(Capture *cap)
 	values[2] = UUIDPGetDatum(&cap->range.lo);
 	values[3] = UUIDPGetDatum(&cap->range.hi);
 
-	reader_open(&portfolios,
+	reader_open(&portfolios, cap->config.owner,
 				psprintf("SELECT p.id::pg_catalog.uuid, p.base_currency::pg_catalog.text"
 						 " FROM %s p WHERE p.id IS NOT NULL AND $1 IS NOT NULL%s"
 						 " ORDER BY p.id::pg_catalog.uuid",
 						 cap->config.portfolios, walk_filter(cap, "p.id")),
 				4, types, values, Max(snapshot_batch_size, 100));
-	reader_open(&ledger_rows,
+	reader_open(&ledger_rows, cap->config.owner,
 				psprintf("SELECT t.portfolio_id::pg_catalog.uuid, t.asset_id::pg_catalog.uuid,"
 						 " t.type::pg_catalog.text, t.quantity::pg_catalog.numeric,"
 						 " t.price::pg_catalog.numeric, t.fee::pg_catalog.numeric,"
@@ -1015,8 +1209,8 @@ snapshot_walk(Capture *cap)
 
 	portfolio_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot portfolio",
 										  ALLOCSET_DEFAULT_SIZES);
-	have_txn = reader_next(&ledger_rows);
-	while (reader_next(&portfolios))
+	have_txn = reader_next_keyed(&ledger_rows, &cap->skipped_walk);
+	while (reader_next_keyed(&portfolios, &cap->skipped_walk))
 	{
 		MemoryContext old;
 		int			cmp = -1;
@@ -1036,12 +1230,12 @@ snapshot_walk(Capture *cap)
 		while (have_txn &&
 			   (cmp = memcmp(DatumGetUUIDP(ledger_rows.values[0])->data, ledger.id.data,
 							 UUID_LEN)) < 0)
-			have_txn = reader_next(&ledger_rows);
+			have_txn = reader_next_keyed(&ledger_rows, &cap->skipped_walk);
 		while (have_txn && cmp == 0)
 		{
 			MemoryContextSwitchTo(portfolio_cxt);
 			collect_row(&ledger, &ledger_rows);
-			have_txn = reader_next(&ledger_rows);
+			have_txn = reader_next_keyed(&ledger_rows, &cap->skipped_walk);
 			cmp = have_txn ? memcmp(DatumGetUUIDP(ledger_rows.values[0])->data,
 									ledger.id.data, UUID_LEN) : 1;
 		}
@@ -1063,9 +1257,9 @@ snapshot_walk(Capture *cap)
 }
 
 /*
- * Open SPI, take the snapshot the sources are read under, and load the
- * configuration and market data: the bracket both capture functions share.
- * Everything allocated lives until capture_end().
+ * Open SPI and load and check the configuration: the bracket both capture
+ * functions, and each valuation worker, open.  Everything allocated lives
+ * until SPI_finish().
  */
 void
 snapshot_capture_setup(Capture *cap, Oid nspid, DateADT snapshot_date)
@@ -1084,12 +1278,58 @@ snapshot_capture_setup(Capture *cap, Oid nspid, DateADT snapshot_date)
 }
 
 /*
- * The bracket both capture functions open, for the function called.
+ * Enforce, for a role that is not a superuser, one capture per transaction:
+ * captures of one date only, with at most one capture_all_snapshots() (all)
+ * among them; capture_snapshot() calls of that date are not limited.
+ * Together with snapshot.min_date this bounds the partitions one statement
+ * can make.  Superusers, who could create them by hand, are not bound.
  */
 static void
-capture_begin(Capture *cap, FunctionCallInfo fcinfo, DateADT snapshot_date)
+claim_transaction_capture(DateADT d, bool all)
 {
-	snapshot_capture_setup(cap, get_func_namespace(fcinfo->flinfo->fn_oid), snapshot_date);
+	if (xact_capture_lxid != MyProc->lxid)
+	{
+		xact_capture_lxid = MyProc->lxid;
+		xact_captured_all = false;
+		xact_captured_date = false;
+	}
+	if (superuser_arg(GetOuterUserId()))
+		return;
+	if (xact_captured_date && (d != xact_capture_date || (all && xact_captured_all)))
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("a transaction may capture only once"),
+				xact_captured_all
+				? errdetail("This transaction already ran capture_all_snapshots() for %s.",
+							snapshot_date_iso(xact_capture_date))
+				: errdetail("This transaction already captured snapshots of %s.",
+							snapshot_date_iso(xact_capture_date)),
+				errhint("Commit, then capture again in a new transaction."));
+	xact_captured_date = true;
+	xact_capture_date = d;
+	xact_captured_all = xact_captured_all || all;
+}
+
+/*
+ * Serialize captures of one date: lock the date's row of
+ * capture_date_locks until the transaction ends, creating it first.  Only
+ * the extension's owner has any privilege on that table, so no other role
+ * can hold the lock; a capture that waits shows "Lock" in pg_stat_activity.
+ */
+static void
+lock_capture_date(Capture *cap, DateADT d)
+{
+	Oid			types[1] = {DATEOID};
+	Datum		values[1] = {DateADTGetDatum(d)};
+
+	pgstat_report_activity(STATE_RUNNING,
+						   "capture_all_snapshots: waiting for another capture of the same date");
+	spi_run(psprintf("INSERT INTO %s.capture_date_locks AS l (snapshot_date) VALUES ($1)"
+					 " ON CONFLICT (snapshot_date) DO NOTHING", cap->nsp),
+			1, types, values, NULL, false, SPI_OK_INSERT);
+	spi_run(psprintf("SELECT FROM %s.capture_date_locks l"
+					 " WHERE l.snapshot_date OPERATOR(pg_catalog.=) $1 FOR UPDATE", cap->nsp),
+			1, types, values, NULL, false, SPI_OK_SELECT);
 }
 
 /*
@@ -1133,57 +1373,133 @@ capture_run(Capture *cap, const char *triggered_by, bool wrote_before)
 }
 
 /*
- * capture_all_snapshots(snapshot_date date, triggered_by text)
- *		RETURNS snapshot_runs
- *
- * Value every portfolio as of snapshot_date and upsert one snapshot each.  A
- * portfolio's data error is recorded in snapshot_run_errors and does not stop
- * the run.  Captures of the same date serialize on an advisory lock.
+ * The triggered_by argument, checked: not NULL, not empty, at most 64
+ * characters.
  */
-Datum
-capture_all_snapshots(PG_FUNCTION_ARGS)
+static char *
+check_triggered_by(FunctionCallInfo fcinfo, int argno)
+{
+	char	   *triggered_by;
+
+	if (PG_ARGISNULL(argno) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(argno)) == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("triggered_by must not be null or empty"),
+				errhint("Name what started the capture, for example 'manual', 'airflow' or 'pg_cron'."));
+	triggered_by = text_to_cstring(PG_GETARG_TEXT_PP(argno));
+	if (pg_mbstrlen(triggered_by) > 64)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("triggered_by must be at most 64 characters long"));
+	return triggered_by;
+}
+
+/*
+ * Whether every portfolio the portfolios relation lists now has a snapshot
+ * of the capture's date: the portfolio ids, read as the sources' owner, and
+ * the date's snapshots, read with the capture's rights, merged in id order.
+ */
+static bool
+date_is_covered(Capture *cap)
+{
+	Oid			types[1] = {DATEOID};
+	Datum		values[1] = {DateADTGetDatum(cap->md.snapshot_date)};
+	RowReader	portfolios;
+	RowReader	snapshots;
+	bool		have_snapshot;
+	bool		covered = true;
+	int64		skipped = 0;
+
+	reader_open(&portfolios, cap->config.owner,
+				psprintf("SELECT p.id::pg_catalog.uuid FROM %s p"
+						 " WHERE p.id IS NOT NULL AND $1 IS NOT NULL ORDER BY 1",
+						 cap->config.portfolios),
+				1, types, values, 1000);
+	reader_open(&snapshots, InvalidOid,
+				psprintf("SELECT s.portfolio_id FROM %s.portfolio_snapshots s"
+						 " WHERE s.snapshot_date OPERATOR(pg_catalog.=) $1 ORDER BY 1",
+						 cap->nsp),
+				1, types, values, 1000);
+	have_snapshot = reader_next_keyed(&snapshots, &skipped);
+	while (covered && reader_next_keyed(&portfolios, &skipped))
+	{
+		const pg_uuid_t *id = DatumGetUUIDP(portfolios.values[0]);
+		int			cmp = -1;
+
+		CHECK_FOR_INTERRUPTS();
+		while (have_snapshot &&
+			   (cmp = memcmp(DatumGetUUIDP(snapshots.values[0])->data, id->data, UUID_LEN)) < 0)
+			have_snapshot = reader_next_keyed(&snapshots, &skipped);
+		covered = have_snapshot && cmp == 0;
+	}
+	reader_close(&snapshots);
+	reader_close(&portfolios);
+	return covered;
+}
+
+/*
+ * capture_all_snapshots() and capture_all_snapshots_if_missing(): value every
+ * portfolio as of snapshot_date and upsert one snapshot each, returning the
+ * run's row.  With if_missing, return instead the latest succeeded run of
+ * the date, doing nothing, when every current portfolio has a snapshot of
+ * it.  The arguments have been checked.
+ */
+static Datum
+capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggered_by,
+			bool if_missing)
 {
 	Capture		cap;
-	DateADT		snapshot_date = check_snapshot_date(fcinfo, 0);
-	char	   *triggered_by;
 	const char *saved_activity = debug_query_string;
-	Oid			types[6] = {DATEOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID};
-	Datum		values[6];
-	Oid			runs;
-	char	   *sql;
+	Oid			types[7] = {DATEOID, TEXTOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID};
+	Datum		values[7];
 	bool		isnull;
 	const char *status;
 	Datum		result;
 	bool		wrote_before;
 
-	if (PG_ARGISNULL(1) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("triggered_by must not be null or empty"),
-				errhint("Name what started the capture, for example 'manual', 'airflow' or 'pg_cron'."));
-	triggered_by = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (pg_mbstrlen(triggered_by) > 64)
-		ereport(ERROR,
-				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("triggered_by must be at most 64 characters long"));
+	claim_transaction_capture(snapshot_date, true);
 
-	/* before the run row below gives this transaction an XID */
+	/* before the lock and the run row below give this transaction an XID */
 	wrote_before = TransactionIdIsValid(GetTopTransactionIdIfAny());
 
 	memset(&cap, 0, sizeof(cap));
-	capture_begin(&cap, fcinfo, snapshot_date);
+	snapshot_capture_setup(&cap, get_func_namespace(fcinfo->flinfo->fn_oid), snapshot_date);
 
 	/* one capture of a date at a time; the second waits, then replaces */
-	pgstat_report_activity(STATE_RUNNING,
-						   "capture_all_snapshots: waiting for another capture of the same date");
-	DirectFunctionCall2(pg_advisory_xact_lock_int4, Int32GetDatum(SNAPSHOT_LOCK_KEY),
-						Int32GetDatum(snapshot_date));
+	lock_capture_date(&cap, snapshot_date);
 
-	sql = psprintf("SELECT pg_catalog.count(*) FROM %s p WHERE p.id IS NOT NULL",
-				   cap.config.portfolios);
-	spi_run(sql, 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+	if (if_missing)
+	{
+		values[0] = DateADTGetDatum(snapshot_date);
+		spi_run(psprintf("SELECT r.* FROM %s.snapshot_runs r"
+						 " WHERE r.snapshot_date OPERATOR(pg_catalog.=) $1"
+						 " AND r.status OPERATOR(pg_catalog.=) 'succeeded'"
+						 " ORDER BY r.run_id DESC LIMIT 1", cap.nsp),
+				1, types, values, NULL, true, SPI_OK_SELECT);
+		if (SPI_processed == 1)
+		{
+			result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0],
+													 SPI_tuptable->tupdesc));
+			PushActiveSnapshot(GetTransactionSnapshot());
+			if (date_is_covered(&cap))
+			{
+				PopActiveSnapshot();
+				SPI_finish();
+				pgstat_report_activity(STATE_RUNNING, saved_activity);
+				PG_RETURN_DATUM(result);
+			}
+			PopActiveSnapshot();
+		}
+	}
+
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot_source_query(cap.config.owner,
+						  psprintf("SELECT pg_catalog.count(*) FROM %s p WHERE p.id IS NOT NULL",
+								   cap.config.portfolios),
+						  0, NULL, NULL, 0);
 	cap.total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 											1, &isnull));
+	PopActiveSnapshot();
 
 	values[0] = DateADTGetDatum(snapshot_date);
 	values[1] = CStringGetTextDatum(triggered_by);
@@ -1197,6 +1513,14 @@ capture_all_snapshots(PG_FUNCTION_ARGS)
 	report_progress(&cap);
 	capture_run(&cap, triggered_by, wrote_before);
 
+	if (cap.skipped_market + cap.skipped_walk > 0)
+		ereport(NOTICE,
+				errmsg("capture of %s skipped " INT64_FORMAT " source rows",
+					   snapshot_date_iso(snapshot_date), cap.skipped_market + cap.skipped_walk),
+				errdetail("Market-data rows with a NULL or out-of-bounds value: " INT64_FORMAT
+						  "; portfolio and ledger rows without a portfolio id: " INT64_FORMAT ".",
+						  cap.skipped_market, cap.skipped_walk));
+
 	if (cap.failed == 0)
 		status = "succeeded";
 	else if (cap.captured == 0)
@@ -1209,22 +1533,55 @@ capture_all_snapshots(PG_FUNCTION_ARGS)
 	values[3] = Int64GetDatum(cap.captured);
 	values[4] = Int64GetDatum(cap.failed);
 	values[5] = Int64GetDatum(cap.workers);
+	values[6] = Int64GetDatum(cap.skipped_market + cap.skipped_walk);
 	types[0] = INT8OID;
-
-	/* snapshot_runs.workers exists from version 1.2 of the SQL objects on */
-	runs = get_relname_relid("snapshot_runs", cap.nspid);
-	sql = psprintf("UPDATE %s.snapshot_runs SET status = $2,"
-				   " finished_at = pg_catalog.clock_timestamp(), portfolios = $3,"
-				   " captured = $4, failed = $5%s"
-				   " WHERE run_id OPERATOR(pg_catalog.=) $1 RETURNING *",
-				   cap.nsp,
-				   get_attnum(runs, "workers") != InvalidAttrNumber ? ", workers = $6" : "");
-	spi_run(sql, 6, types, values, NULL, false, SPI_OK_UPDATE_RETURNING);
+	spi_run(psprintf("UPDATE %s.snapshot_runs SET status = $2,"
+					 " finished_at = pg_catalog.clock_timestamp(), portfolios = $3,"
+					 " captured = $4, failed = $5, workers = $6, skipped_rows = $7"
+					 " WHERE run_id OPERATOR(pg_catalog.=) $1 RETURNING *",
+					 cap.nsp),
+			7, types, values, NULL, false, SPI_OK_UPDATE_RETURNING);
 	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
 
 	SPI_finish();
 	pgstat_report_activity(STATE_RUNNING, saved_activity);
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * capture_all_snapshots(snapshot_date date, triggered_by text)
+ *		RETURNS snapshot_runs
+ *
+ * Value every portfolio as of snapshot_date and upsert one snapshot each.  A
+ * portfolio's data error is recorded in snapshot_run_errors and does not stop
+ * the run.  Captures of the same date serialize on the date's lock.
+ */
+Datum
+capture_all_snapshots(PG_FUNCTION_ARGS)
+{
+	DateADT		snapshot_date = check_snapshot_date(fcinfo, 0);
+	char	   *triggered_by = check_triggered_by(fcinfo, 1);
+
+	return capture_all(fcinfo, snapshot_date, triggered_by, false);
+}
+
+/*
+ * capture_all_snapshots_if_missing(snapshot_date date, triggered_by text)
+ *		RETURNS snapshot_runs
+ *
+ * The pg_cron fallback's job: the latest succeeded run of the date when
+ * every current portfolio has a snapshot of it (nothing is done), else a
+ * capture exactly like capture_all_snapshots().  It takes the date's lock
+ * first, so a fallback that fires while the primary run of the date is
+ * still going waits for it and then finds it done.
+ */
+Datum
+capture_all_snapshots_if_missing(PG_FUNCTION_ARGS)
+{
+	DateADT		snapshot_date = check_snapshot_date(fcinfo, 0);
+	char	   *triggered_by = check_triggered_by(fcinfo, 1);
+
+	return capture_all(fcinfo, snapshot_date, triggered_by, true);
 }
 
 /*
@@ -1248,11 +1605,12 @@ capture_snapshot(PG_FUNCTION_ARGS)
 				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				errmsg("portfolio_id must not be null"));
 	snapshot_date = check_snapshot_date(fcinfo, 1);
+	claim_transaction_capture(snapshot_date, false);
 
 	memset(&cap, 0, sizeof(cap));
 	cap.single = true;
 	cap.portfolio_id = *PG_GETARG_UUID_P(0);
-	capture_begin(&cap, fcinfo, snapshot_date);
+	snapshot_capture_setup(&cap, get_func_namespace(fcinfo->flinfo->fn_oid), snapshot_date);
 	capture_run(&cap, "capture_snapshot", true);
 	if (cap.walked == 0)
 		ereport(ERROR,
@@ -1272,4 +1630,127 @@ capture_snapshot(PG_FUNCTION_ARGS)
 	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
 	SPI_finish();
 	PG_RETURN_DATUM(result);
+}
+
+/*
+ * snapshot_configure(portfolios text, assets text, transactions text,
+ *					  prices text, fx_rates text, cost_method text,
+ *					  stale_after_days integer, search_path name[])
+ *		RETURNS void
+ *
+ * Resolve the application's relations, check them from the catalogs as
+ * every capture will, and store them.  Runs with the caller's rights and
+ * search_path = pg_catalog, pg_temp; search_path, by default the caller's
+ * (current_schemas(true), evaluated before the call), is where unqualified
+ * names are looked up.  Nothing of the relations is planned or run.  A
+ * NOTICE names what was resolved and the role the captures will read as.
+ */
+Datum
+snapshot_configure(PG_FUNCTION_ARGS)
+{
+	Oid			relids[SOURCE_RELATIONS];
+	const char *cost_method = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
+	List	   *path = NIL;
+	Oid			owner;
+	StringInfoData names;
+	Oid			types[7] = {OIDOID, OIDOID, OIDOID, OIDOID, OIDOID, TEXTOID, INT4OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	const char *nsp;
+
+	if (cost_method == NULL || (strcmp(cost_method, "fifo") != 0 && strcmp(cost_method, "average") != 0))
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("invalid cost method: %s",
+					   cost_method ? quote_literal_cstr(cost_method) : "NULL"),
+				errhint("The cost method is \"fifo\" or \"average\"."));
+	if (PG_ARGISNULL(6) || PG_GETARG_INT32(6) < 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("invalid stale_after_days: %s",
+					   PG_ARGISNULL(6) ? "NULL" : psprintf("%d", PG_GETARG_INT32(6))),
+				errhint("stale_after_days is a number of days, zero or more."));
+	if (PG_ARGISNULL(7))
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("search_path must not be null"),
+				errhint("Leave it out to resolve names in the caller's search_path."));
+	else
+	{
+		Datum	   *elems;
+		bool	   *elem_nulls;
+		int			n;
+
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(7), NAMEOID, NAMEDATALEN, false,
+						  TYPALIGN_CHAR, &elems, &elem_nulls, &n);
+		for (int i = 0; i < n; i++)
+			if (!elem_nulls[i])
+				path = lappend(path, makeString(pstrdup(NameStr(*DatumGetName(elems[i])))));
+	}
+
+	for (int i = 0; i < SOURCE_RELATIONS; i++)
+	{
+		const char *name;
+
+		relids[i] = InvalidOid;
+		if (PG_ARGISNULL(i))
+		{
+			if (i == SOURCE_FX_RATES)
+				continue;
+			ereport(ERROR,
+					errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					errmsg("the %s relation must be named", snapshot_source_roles[i]));
+		}
+		name = text_to_cstring(PG_GETARG_TEXT_PP(i));
+		relids[i] = snapshot_resolve_relation(name, path);
+		if (!OidIsValid(relids[i]))
+			ereport(ERROR,
+					errcode(ERRCODE_UNDEFINED_TABLE),
+					errmsg("relation \"%s\" does not exist", name),
+					errdetail("It was given as the %s relation.", snapshot_source_roles[i]));
+	}
+
+	owner = snapshot_check_sources(relids, true);
+
+	initStringInfo(&names);
+	for (int i = 0; i < SOURCE_RELATIONS; i++)
+		if (OidIsValid(relids[i]))
+			appendStringInfo(&names, "%s%s %s", names.len ? ", " : "", snapshot_source_roles[i],
+							 snapshot_source_name(relids[i], snapshot_source_roles[i]));
+	ereport(NOTICE,
+			errmsg("snapshot will read %s as role %s", names.data, GetUserNameFromId(owner, false)),
+			errdetail("Captures read the configured relations with their owner's rights."));
+
+	/* the walk reads the ledger in (portfolio_id, transaction_date, id) order */
+	if (!snapshot_ledger_has_walk_index(relids[SOURCE_TRANSACTIONS]))
+	{
+		char	   *ledger = snapshot_source_name(relids[SOURCE_TRANSACTIONS], "transactions");
+
+		ereport(NOTICE,
+				errmsg("relation %s has no index that serves the ledger walk", ledger),
+				errdetail("capture_all_snapshots reads the ledger ordered by portfolio_id, transaction_date, id; without an index it sorts the whole ledger."),
+				errhint("CREATE INDEX ON %s (portfolio_id, transaction_date, id) INCLUDE (asset_id, type, quantity, price, fee, exchange_rate);",
+						ledger));
+	}
+
+	for (int i = 0; i < SOURCE_RELATIONS; i++)
+	{
+		values[i] = ObjectIdGetDatum(relids[i]);
+		nulls[i] = OidIsValid(relids[i]) ? ' ' : 'n';
+	}
+	values[5] = CStringGetTextDatum(cost_method);
+	values[6] = PG_GETARG_DATUM(6);
+	nsp = quote_identifier(get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "snapshot: SPI_connect failed");
+	spi_run(psprintf("DELETE FROM %s.snapshot_config", nsp), 0, NULL, NULL, NULL, false,
+			SPI_OK_DELETE);
+	spi_run(psprintf("INSERT INTO %s.snapshot_config (portfolios, assets, transactions, prices,"
+					 " fx_rates, cost_method, stale_after_days)"
+					 " VALUES ($1::pg_catalog.regclass, $2::pg_catalog.regclass,"
+					 " $3::pg_catalog.regclass, $4::pg_catalog.regclass,"
+					 " $5::pg_catalog.regclass, $6, $7)", nsp),
+			7, types, values, nulls, false, SPI_OK_INSERT);
+	SPI_finish();
+	PG_RETURN_VOID();
 }

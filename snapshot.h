@@ -45,6 +45,15 @@ extern Amount amount_round(Amount a);
 extern int	amount_cmp(Amount a, Amount b);
 extern int	amount_sign(Amount a);
 extern char *amount_text(Amount a);
+extern bool amount_in_bounds(Numeric num);
+
+/*
+ * The largest values a valuation accepts from the ledger and market data:
+ * more than any SQL decimal type holds (38 digits), far less than numeric's
+ * 131,072 digits, whose arithmetic takes seconds per operation.
+ */
+#define SNAPSHOT_MAX_INTEGER_DIGITS 40
+#define SNAPSHOT_MAX_DECIMALS 40
 
 /* Decimal places of the amounts a snapshot stores. */
 #define SNAPSHOT_SCALE 8
@@ -83,6 +92,7 @@ typedef struct LedgerEntry
 	Numeric		price;
 	Numeric		fee;
 	Numeric		rate;
+	bool		date_is_null;	/* transaction_date was SQL NULL */
 	TimestampTz transaction_date;
 	/* the amounts above, set by the valuation's checks (fee, rate: 0, 1 if NULL) */
 	Amount		a_quantity;
@@ -183,6 +193,7 @@ typedef struct SnapshotFigures
 typedef struct SnapshotConfig
 {
 	Oid			relids[SNAPSHOT_RELATIONS]; /* InvalidOid when not configured */
+	Oid			owner;			/* their owner, whose rights every read uses */
 	char	   *portfolios;
 	char	   *assets;
 	char	   *transactions;
@@ -246,6 +257,7 @@ typedef struct Capture
 	MemoryContext batch_cxt;
 	SPIPlanPtr	upsert_plan;
 	int			nbatch;
+	Size		batch_bytes;	/* of the values in the batch */
 	BatchColumn batch[SNAPSHOT_BATCH_ARRAYS];
 
 	/* counts */
@@ -253,6 +265,8 @@ typedef struct Capture
 	int64		walked;
 	int64		captured;
 	int64		failed;
+	int64		skipped_market; /* market-data rows skipped (NULL, too large) */
+	int64		skipped_walk;	/* portfolio and ledger rows without an id */
 	int			workers;		/* valuation workers that took part */
 } Capture;
 

@@ -54,6 +54,45 @@
 #define N_SHORT_WEIGHT_MIN	(-(N_SHORT_WEIGHT_MASK + 1))
 #define N_DSCALE_MASK		0x3FFF
 
+/*
+ * Whether a value read from the ledger or the market data is within the
+ * bounds a valuation accepts: fewer than 10^SNAPSHOT_MAX_INTEGER_DIGITS and
+ * at most SNAPSHOT_MAX_DECIMALS decimal places.  Read from the header alone,
+ * so a value of 65,000 digits costs no more to refuse than one of four.
+ * NaN and the infinities pass: the valuation refuses them by name.
+ */
+bool
+amount_in_bounds(Numeric num)
+{
+	const char *p = VARDATA_ANY(num);
+	int			len = VARSIZE_ANY_EXHDR(num);
+	uint16		header;
+	int16		weight;
+	int			dscale;
+	int			ndigits;
+
+	memcpy(&header, p, sizeof(uint16));
+	if ((header & N_SIGN_MASK) == N_SPECIAL)
+		return true;
+	if (header & N_SHORT)
+	{
+		dscale = (header & N_SHORT_DSCALE_MASK) >> N_SHORT_DSCALE_SHIFT;
+		weight = (int16) (((header & N_SHORT_WEIGHT_SIGN_MASK) ? ~N_SHORT_WEIGHT_MASK : 0) |
+						  (header & N_SHORT_WEIGHT_MASK));
+		ndigits = (len - (int) sizeof(uint16)) / (int) sizeof(int16);
+	}
+	else
+	{
+		dscale = header & N_DSCALE_MASK;
+		memcpy(&weight, p + sizeof(uint16), sizeof(int16));
+		ndigits = (len - 2 * (int) sizeof(uint16)) / (int) sizeof(int16);
+	}
+	if (dscale > SNAPSHOT_MAX_DECIMALS)
+		return false;
+	/* a nonzero value is below NBASE^(weight + 1) */
+	return ndigits == 0 || (weight + 1) * DEC_DIGITS <= SNAPSHOT_MAX_INTEGER_DIGITS;
+}
+
 #ifdef SNAPSHOT_FIXED_POINT
 
 /*

@@ -15,7 +15,7 @@
  *
  *	'r'  the figures of a valued portfolio
  *	'f'  a portfolio that could not be valued (SQLSTATE, message, detail)
- *	'z'  the range is done
+ *	'z'  the range is done (with the rows it skipped)
  *
  * and its own errors arrive as protocol messages ('E', 'N', through
  * pq_redirect_to_shm_mq), which the leader rethrows, failing the capture.
@@ -56,6 +56,7 @@
 #include "utils/wait_event.h"
 
 #include "snapshot.h"
+#include "snapshot_source.h"
 
 int			snapshot_max_workers = 2;
 int			snapshot_portfolios_per_worker = 10000;
@@ -165,17 +166,15 @@ split_ranges(Capture *cap, int nworkers, SnapshotRange *ranges)
 	{
 		bool		isnull;
 		pg_uuid_t  *bound;
-		int			rc;
 
 		values[0] = Int64GetDatum(cap->total * i / nworkers);
-		rc = SPI_execute_with_args(sql, 1, types, values, NULL, true, 1);
-		if (rc != SPI_OK_SELECT)
-			elog(ERROR, "snapshot: SPI_execute_with_args returned %s for: %s",
-				 SPI_result_code_string(rc), sql);
+		snapshot_source_query(cap->config.owner, sql, 1, types, values, 1);
 		if (SPI_processed == 0)
 			break;
 		bound = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 											1, &isnull));
+		if (isnull)
+			break;
 		if (ranges[nranges - 1].has_lo &&
 			memcmp(ranges[nranges - 1].lo.data, bound->data, UUID_LEN) == 0)
 			continue;
@@ -354,7 +353,15 @@ receive_message(Capture *cap, char *data, Size nbytes)
 				return false;
 			}
 		case 'z':
-			return true;
+			{
+				/* every worker loaded the same market data */
+				int64		skipped_market = (int64) pq_getmsgint64(&msg);
+
+				cap->skipped_market = Max(cap->skipped_market, skipped_market);
+				cap->skipped_walk += (int64) pq_getmsgint64(&msg);
+				pq_getmsgend(&msg);
+				return true;
+			}
 		case 'E':
 		case 'N':
 			{
@@ -612,7 +619,13 @@ snapshot_valuation_worker(Datum main_arg)
 	cap.out = mqh;
 	snapshot_load_market_data(&cap);
 	snapshot_walk(&cap);
-	send_message(&cap, start_message('z'), true);
+	{
+		StringInfo	done = start_message('z');
+
+		pq_sendint64(done, cap.skipped_market);
+		pq_sendint64(done, cap.skipped_walk);
+		send_message(&cap, done, true);
+	}
 
 	SPI_finish();
 	PopActiveSnapshot();

@@ -19,6 +19,7 @@
 
 #include "common/hashfn.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
@@ -313,6 +314,14 @@ check_finite(const PortfolioLedger *ledger, const LedgerEntry *e,
 	if (value != NULL && (numeric_is_nan(value) || numeric_is_inf(value)))
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "%s %s is not a finite number", what, n_text(value));
+	if (value != NULL && !amount_in_bounds(value))
+		ereport(ERROR,
+				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				errmsg("portfolio %s, transaction %s: %s is too large to value",
+					   uuid_text(&ledger->id), e->txn_id, what),
+				errdetail("A ledger amount has at most %d digits before and %d after the decimal point.",
+						  SNAPSHOT_MAX_INTEGER_DIGITS, SNAPSHOT_MAX_DECIMALS),
+				errhint("Correct the transaction in the ledger, then capture the portfolio again."));
 }
 
 /*
@@ -363,6 +372,11 @@ static void
 check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
 			Positions *ps)
 {
+	CHECK_FOR_INTERRUPTS();
+	if (e->type_text == NULL)
+		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "type is null");
+	if (e->date_is_null)
+		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "transaction_date is null");
 	if (e->type == TXN_UNKNOWN)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -446,6 +460,8 @@ remove_quantity(Position *pos, Amount quantity, CostMethod method)
 	while (pos->head < pos->nlots && n_cmp(remaining, const_zero) > 0)
 	{
 		Lot		   *lot = &pos->lots[pos->head];
+
+		CHECK_FOR_INTERRUPTS();
 
 		if (n_cmp(lot->quantity, remaining) <= 0)
 		{
@@ -545,6 +561,7 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 	Position   *pos = NULL;
 	Amount		amount;
 
+	CHECK_FOR_INTERRUPTS();
 	switch (e->type)
 	{
 		case TXN_BUY:
@@ -938,6 +955,7 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 	{
 		Position   *pos = &ps.items[i];
 
+		CHECK_FOR_INTERRUPTS();
 		if (n_sign(pos->quantity) == 0)
 			continue;
 		value_position(md, ledger->base_currency, base_id, pos, &vps[nvps], out);

@@ -48,14 +48,14 @@ SELECT throws_ok($$SELECT snapshot.snapshot_configure(fx_rates => 'nope.fx')$$,
     '42P01', 'relation "nope.fx" does not exist', 'a missing optional relation');
 CREATE TABLE app.thin_portfolios (id uuid);
 SELECT throws_ok($$SELECT snapshot.snapshot_configure(portfolios => 'thin_portfolios')$$,
-    '42703', 'column "base_currency" of relation thin_portfolios does not exist', 'a missing column names relation and column');
+    '42703', 'column "base_currency" of relation app.thin_portfolios does not exist', 'a missing column names relation and column');
 CREATE TABLE app.bad_prices (asset_id uuid, price_date date, close point);
 SELECT throws_ok($$SELECT snapshot.snapshot_configure(prices => 'bad_prices')$$,
-    '42804', 'column "close" of relation bad_prices has an unusable type', 'a column that does not cast to numeric');
+    '42804', 'column "close" of relation app.bad_prices has an unusable type', 'a column that does not cast to numeric');
 CREATE TABLE app.unordered (id json, portfolio_id uuid, asset_id uuid, type text, quantity numeric,
     price numeric, fee numeric, exchange_rate numeric, transaction_date timestamptz);
 SELECT throws_ok($$SELECT snapshot.snapshot_configure(transactions => 'unordered')$$,
-    '42804', 'column "id" of relation unordered has an unusable type', 'a transaction id that cannot be ordered');
+    '42804', 'column "id" of relation app.unordered has an unusable type', 'a transaction id that cannot be ordered');
 SELECT throws_ok($$SELECT snapshot.snapshot_configure(cost_method => 'lifo')$$,
     '22023', 'invalid cost method: ''lifo''', 'an unknown cost method');
 SELECT throws_ok($$SELECT snapshot.snapshot_configure(cost_method => NULL)$$,
@@ -68,14 +68,26 @@ SELECT results_eq($$SELECT cost_method, stale_after_days, assets::text FROM snap
 -- a ledger table without an index for the walk gets a NOTICE naming the fix
 CREATE TABLE app.unindexed AS SELECT * FROM app.transactions;
 SELECT is((SELECT count(*) FROM pg_index WHERE indrelid = 'app.unindexed'::regclass), 0::bigint, 'app.unindexed has no index');
+-- every configure names what it resolved and the role captures will read as
+CREATE ROLE snapshot_test_owner;
+ALTER TABLE app.portfolios OWNER TO snapshot_test_owner;
+ALTER TABLE app.assets OWNER TO snapshot_test_owner;
+ALTER TABLE app.transactions OWNER TO snapshot_test_owner;
+ALTER TABLE app.asset_prices OWNER TO snapshot_test_owner;
+ALTER TABLE app.unindexed OWNER TO snapshot_test_owner;
 \set VERBOSITY terse
 \set QUIET 0
 SET client_min_messages = notice;
-SELECT snapshot.snapshot_configure(transactions => 'unindexed');  -- NOTICE
-SELECT snapshot.snapshot_configure();                              -- indexed: no NOTICE
-RESET client_min_messages;
+SELECT snapshot.snapshot_configure(transactions => 'unindexed');  -- NOTICEs: the relations, no index
+SELECT snapshot.snapshot_configure();                              -- indexed: the relations only
+SET client_min_messages = warning;
 \set QUIET 1
 \set VERBOSITY default
+ALTER TABLE app.portfolios OWNER TO CURRENT_USER;
+ALTER TABLE app.assets OWNER TO CURRENT_USER;
+ALTER TABLE app.transactions OWNER TO CURRENT_USER;
+ALTER TABLE app.asset_prices OWNER TO CURRENT_USER;
+ALTER TABLE app.unindexed OWNER TO CURRENT_USER;
 SELECT snapshot.snapshot_configure(cost_method => 'average');
 
 -- views with castable column types are sources too

@@ -40,9 +40,9 @@ SELECT throws_ok(format('SELECT snapshot.capture_snapshot(%L, %L)', '20000000-00
                         (now() AT TIME ZONE 'UTC')::date + 1),
     '22023', NULL, 'capture_snapshot: tomorrow (UTC)');
 SELECT throws_ok($$SELECT snapshot.capture_all_snapshots('infinity')$$,
-    '22023', 'snapshot_date must be a finite date', 'capture_all_snapshots: infinity');
+    '22023', 'snapshot_date infinity is out of range', 'capture_all_snapshots: infinity');
 SELECT throws_ok($$SELECT snapshot.capture_all_snapshots('-infinity')$$,
-    '22023', 'snapshot_date must be a finite date', 'capture_all_snapshots: -infinity');
+    '22023', 'snapshot_date -infinity is out of range', 'capture_all_snapshots: -infinity');
 SELECT lives_ok($$SELECT snapshot.capture_all_snapshots()$$, 'the default date is today (UTC)');
 SELECT is(snapshot_date, (now() AT TIME ZONE 'UTC')::date, 'the default run captured today (UTC)')
   FROM snapshot.snapshot_runs;

@@ -160,7 +160,7 @@ SELECT ok(wait_for_workers(2), 'the capture runs with two workers');
 SELECT is(dblink_cancel_query('capture'), 'OK', 'the capture is cancelled');
 SET client_min_messages = error;
 SELECT count(*) FROM dblink_get_result('capture', false) AS t(r text);
-RESET client_min_messages;
+SET client_min_messages = warning;
 SELECT ok(wait_for_workers(0) AND
           (SELECT count(*) FROM snapshot.snapshot_runs WHERE triggered_by = 'cancelled') = 0,
           'its workers are gone, and so is its run');

@@ -5,7 +5,7 @@
 BEGIN;
 CREATE EXTENSION pgtap;
 \i examples/schema.sql
-SELECT plan(12);
+SELECT plan(14);
 
 -- everything the extension defines, as text
 CREATE FUNCTION pg_temp.extension_objects() RETURNS SETOF text LANGUAGE sql AS $$
@@ -40,26 +40,42 @@ SELECT is(extversion, '1.0', 'version 1.0 installs') FROM pg_extension WHERE ext
 SELECT hasnt_function('snapshot', 'capture_all_snapshots_if_missing', '1.0 has no fallback');
 INSERT INTO portfolios (id, name, base_currency) VALUES ('90000000-0000-0000-0000-000000000001', 'kept', 'USD');
 SELECT snapshot.snapshot_configure();
-SELECT is((snapshot.capture_all_snapshots('2026-03-05', 'under 1.0')).status, 'succeeded', 'a 1.0 capture');
+SELECT throws_ok($$SELECT snapshot.capture_all_snapshots('2026-03-05', 'under 1.0')$$,
+    '55000', 'the snapshot extension''s SQL objects are older than its library',
+    'this library refuses to capture with the 1.0 objects (their configure and fallback predate the security model)');
+-- what a 1.0 capture left behind: a run, its snapshot in its month's partition
+INSERT INTO snapshot.snapshot_runs (snapshot_date, triggered_by, status, started_at, finished_at, portfolios, captured, failed)
+VALUES ('2026-03-05', 'under 1.0', 'succeeded', now(), now(), 1, 1, 0);
+CREATE TABLE snapshot.portfolio_snapshots_y2026m03 (LIKE snapshot.portfolio_snapshots INCLUDING DEFAULTS,
+    PRIMARY KEY (portfolio_id, snapshot_date));
+ALTER TABLE snapshot.portfolio_snapshots ATTACH PARTITION snapshot.portfolio_snapshots_y2026m03
+    FOR VALUES FROM ('2026-03-01') TO ('2026-04-01');
+INSERT INTO snapshot.portfolio_snapshots
+SELECT '90000000-0000-0000-0000-000000000001', '2026-03-05', 'USD', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+       '[]', '{}', run_id, now()
+  FROM snapshot.snapshot_runs;
 
 ALTER EXTENSION snapshot UPDATE;
-SELECT is(extversion, '1.2', 'ALTER EXTENSION UPDATE goes through 1.1 to 1.2') FROM pg_extension WHERE extname = 'snapshot';
+SELECT is(extversion, '1.3', 'ALTER EXTENSION UPDATE goes through 1.1 and 1.2 to 1.3') FROM pg_extension WHERE extname = 'snapshot';
 SELECT has_function('snapshot', 'capture_all_snapshots_if_missing', ARRAY['date', 'text'], '1.1 has the fallback');
 SELECT is((SELECT count(*) FROM snapshot.portfolio_snapshots) + (SELECT count(*) FROM snapshot.snapshot_runs)
           + (SELECT count(*) FROM snapshot.snapshot_config), 3::bigint, 'the update keeps snapshots, runs and configuration');
 SELECT is((snapshot.capture_all_snapshots_if_missing('2026-03-05')).triggered_by, 'under 1.0',
-          'the 1.1 fallback finds the 1.0 run');
+          'the 1.3 fallback finds the 1.0 run covering every portfolio');
 SELECT has_column('snapshot', 'snapshot_runs', 'workers', '1.2 records the valuation workers of a run');
 SELECT is((SELECT workers FROM snapshot.snapshot_runs), 0, 'the 1.0 run counts no workers');
+SELECT is((SELECT skipped_rows FROM snapshot.snapshot_runs), 0, '... and, from 1.3, no skipped rows');
+SELECT is((snapshot.capture_all_snapshots('2026-03-06', 'under 1.3')).status, 'succeeded',
+          'the updated objects capture with the configuration kept from 1.0');
 CREATE TEMP TABLE updated AS SELECT * FROM pg_temp.extension_objects() AS o;
 
 DROP EXTENSION snapshot;
 CREATE EXTENSION snapshot;
-SELECT is(extversion, '1.2', 'a fresh install is 1.2') FROM pg_extension WHERE extname = 'snapshot';
+SELECT is(extversion, '1.3', 'a fresh install is 1.3') FROM pg_extension WHERE extname = 'snapshot';
 CREATE TEMP TABLE fresh AS SELECT * FROM pg_temp.extension_objects() AS o;
 SELECT ok((SELECT count(*) FROM fresh) > 30, 'the comparison covers the functions, columns, constraints and indexes');
 SELECT set_eq('SELECT * FROM updated', 'SELECT * FROM fresh',
-              '1.0 updated to 1.2 has exactly the objects of a fresh 1.2 install');
+              '1.0 updated to 1.3 has exactly the objects of a fresh 1.3 install');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -6,3 +6,4 @@
 \pset tuples_only true
 \pset pager off
 \set ON_ERROR_STOP true
+SET client_min_messages = warning;

@@ -1,0 +1,65 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_source.h
+ *	  The application's relations a capture reads (the sources): which ones,
+ *	  the columns each must have, the checks made on them, and the one place
+ *	  where a read switches to their owner's rights.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SNAPSHOT_SOURCE_H
+#define SNAPSHOT_SOURCE_H
+
+#include "executor/spi.h"
+#include "nodes/pg_list.h"
+
+/* The relations snapshot_configure() names, in the order of its arguments. */
+typedef enum SourceRelation
+{
+	SOURCE_PORTFOLIOS,
+	SOURCE_ASSETS,
+	SOURCE_TRANSACTIONS,
+	SOURCE_PRICES,
+	SOURCE_FX_RATES,			/* optional */
+	SOURCE_RELATIONS
+} SourceRelation;
+
+/* "portfolios", "assets", ... : how messages name each relation's role */
+extern const char *const snapshot_source_roles[SOURCE_RELATIONS];
+
+/*
+ * Check the configured relations from the catalogs: they exist, are tables,
+ * partitioned tables or views, share one owner, and have every column the
+ * capture reads, of a type and with a cast to the type read that a
+ * superuser owns.  With lock, each is first locked in AccessShareLock, so
+ * that nothing checked can change until the transaction ends.  Returns the
+ * owner.  relids[SOURCE_FX_RATES] may be InvalidOid.
+ */
+extern Oid	snapshot_check_sources(const Oid relids[SOURCE_RELATIONS], bool lock);
+
+/* The quoted, schema-qualified name of a relation (42P01 when it is gone). */
+extern char *snapshot_source_name(Oid relid, const char *role);
+
+/*
+ * A relation name as snapshot_configure() is given it: qualified, as given;
+ * else in the first schema of search_path (a list of String) that has it.
+ */
+extern Oid	snapshot_resolve_relation(const char *name, const List *search_path);
+
+/* Whether a ledger table has an index that serves the ordered walk. */
+extern bool snapshot_ledger_has_walk_index(Oid relid);
+
+/*
+ * Reads of the sources, always as their owner under
+ * SECURITY_RESTRICTED_OPERATION, with any setting the owner's code changes
+ * undone afterwards.  Each call switches once, whatever the number of rows:
+ * the SQL is read-only, parameterised and schema-qualified.
+ */
+extern void snapshot_source_query(Oid owner, const char *sql, int nargs,
+								  Oid *types, Datum *values, long count);
+extern Portal snapshot_source_cursor_open(Oid owner, const char *sql, int nargs,
+										  Oid *types, Datum *values);
+extern void snapshot_source_cursor_fetch(Oid owner, Portal portal, long count);
+extern void snapshot_source_cursor_close(Oid owner, Portal portal);
+
+#endif							/* SNAPSHOT_SOURCE_H */
