@@ -8,7 +8,7 @@ DATA = snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot-
 PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 
 # Every test file runs pgTAP inside pg_regress; see README.md ("Tests").
-REGRESS = configure valuation amounts cash fx prices errors isolation inputs security concurrency dump fallback upgrade parallel
+REGRESS = configure valuation amounts cash fx prices errors isolation inputs security attacks limits attacks_sessions concurrency dump fallback upgrade parallel
 REGRESS_OPTS = --load-extension=plpgsql
 
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Werror

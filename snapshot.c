@@ -64,12 +64,15 @@ static DateADT snapshot_min_date = 0;
 /*
  * The captures of the current top-level transaction (by its local id), for
  * the rule that a role other than a superuser captures once per
- * transaction.
+ * transaction, and the subtransactions that made them (a capture rolled
+ * back to a savepoint is undone, and no longer counts).
  */
 static LocalTransactionId xact_capture_lxid = InvalidLocalTransactionId;
 static bool xact_captured_all = false;
 static bool xact_captured_date = false;
 static DateADT xact_capture_date = 0;
+static SubTransactionId xact_all_subxid = InvalidSubTransactionId;
+static SubTransactionId xact_date_subxid = InvalidSubTransactionId;
 
 void		_PG_init(void);
 
@@ -113,6 +116,35 @@ assign_min_date(const char *newval, void *extra)
 }
 
 /*
+ * Subtransaction callback: a capture made in a subtransaction that aborts is
+ * undone, so it no longer counts against the transaction; one made in a
+ * subtransaction that commits now belongs to the parent.  Subtransaction
+ * ids grow, so whatever was claimed at or below an aborting one has a
+ * subxid no smaller than its id.
+ */
+static void
+capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (xact_capture_lxid != MyProc->lxid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+	{
+		if (xact_captured_date && xact_date_subxid >= mySubid)
+			xact_captured_date = xact_captured_all = false;
+		if (xact_captured_all && xact_all_subxid >= mySubid)
+			xact_captured_all = false;
+	}
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+	{
+		if (xact_date_subxid == mySubid)
+			xact_date_subxid = parentSubid;
+		if (xact_all_subxid == mySubid)
+			xact_all_subxid = parentSubid;
+	}
+}
+
+/*
  * Module load: define and reserve the snapshot.* settings.  Each bounds the
  * work of a capture, so only a superuser may change it.
  */
@@ -150,6 +182,7 @@ _PG_init(void)
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("snapshot");
+	RegisterSubXactCallback(capture_subxact_callback, NULL);
 }
 
 /*
@@ -1280,9 +1313,10 @@ snapshot_capture_setup(Capture *cap, Oid nspid, DateADT snapshot_date)
 /*
  * Enforce, for a role that is not a superuser, one capture per transaction:
  * captures of one date only, with at most one capture_all_snapshots() (all)
- * among them; capture_snapshot() calls of that date are not limited.
- * Together with snapshot.min_date this bounds the partitions one statement
- * can make.  Superusers, who could create them by hand, are not bound.
+ * among them; capture_snapshot() calls of that date are not limited, and a
+ * capture rolled back to a savepoint does not count.  Together with
+ * snapshot.min_date this bounds the partitions one statement can make.
+ * Superusers, who could create them by hand, are not bound.
  */
 static void
 claim_transaction_capture(DateADT d, bool all)
@@ -1305,9 +1339,17 @@ claim_transaction_capture(DateADT d, bool all)
 				: errdetail("This transaction already captured snapshots of %s.",
 							snapshot_date_iso(xact_capture_date)),
 				errhint("Commit, then capture again in a new transaction."));
-	xact_captured_date = true;
-	xact_capture_date = d;
-	xact_captured_all = xact_captured_all || all;
+	if (!xact_captured_date)
+	{
+		xact_captured_date = true;
+		xact_capture_date = d;
+		xact_date_subxid = GetCurrentSubTransactionId();
+	}
+	if (all)
+	{
+		xact_captured_all = true;
+		xact_all_subxid = GetCurrentSubTransactionId();
+	}
 }
 
 /*
