@@ -317,7 +317,7 @@ check_finite(const PortfolioLedger *ledger, const LedgerEntry *e,
 	if (value != NULL && !amount_in_bounds(value))
 		ereport(ERROR,
 				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				errmsg("portfolio %s, transaction %s: %s is too large to value",
+				errmsg("portfolio %s, transaction %s: %s has too many digits",
 					   uuid_text(&ledger->id), e->txn_id, what),
 				errdetail("A ledger amount has at most %d digits before and %d after the decimal point.",
 						  SNAPSHOT_MAX_INTEGER_DIGITS, SNAPSHOT_MAX_DECIMALS),
