@@ -6,7 +6,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(16);
+SELECT plan(39);
 
 SELECT throws_ok($$SELECT snapshot.capture_all_snapshots_if_missing('2026-03-05')$$,
     '55000', 'snapshot is not configured', 'not configured: 55000 as for a capture');
@@ -65,5 +65,29 @@ SELECT throws_ok($$SELECT snapshot.schedule_snapshot_fallback()$$,
 SELECT throws_ok($$SELECT snapshot.unschedule_snapshot_fallback()$$,
     '55000', 'pg_cron is not installed in database ' || current_database(), 'unscheduling without pg_cron');
 
+-- the schedule is checked before pg_cron sees it: five fields, pg_cron's syntax
+SELECT is(snapshot.check_cron_schedule(s), s, 'a valid schedule: ' || quote_literal(s))
+  FROM unnest(ARRAY['30 1 * * *', '*/15 0-23/2 1,15,$ jan-dec mon-fri', '0 0 * * 7', ' 5  4 * * SUN ']) AS s;
+SELECT throws_ok(format('SELECT snapshot.check_cron_schedule(%L)', s), '22023', format('invalid cron schedule "%s"', s),
+                 'an invalid schedule: ' || quote_literal(s))
+  FROM unnest(ARRAY['30 1 * *', '30 1 * * * *', '@daily', '60 1 * * *', '30 24 * * *', '30 1 0 * *', '30 1 * 13 *',
+                    '30 1 * * 8', '5-1 * * * *', '*/0 * * * *', '30 1 * * mon-xyz', 'a b c d e', '1,,2 * * * *',
+                    '30 $ * * *', '30 1 * * $']) AS s;
+SELECT throws_ok($$SELECT snapshot.check_cron_schedule('')$$, '22023', 'schedule must not be null or empty', 'an empty schedule');
+SELECT throws_ok($$SELECT snapshot.check_cron_schedule(NULL)$$, '22023', 'schedule must not be null or empty', 'a NULL schedule');
+CREATE FUNCTION pg_temp.cron_detail(schedule text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE detail text;
+BEGIN
+    PERFORM snapshot.check_cron_schedule(schedule);
+    RETURN NULL;
+EXCEPTION WHEN invalid_parameter_value THEN
+    GET STACKED DIAGNOSTICS detail = PG_EXCEPTION_DETAIL;
+    RETURN detail;
+END $$;
+SELECT is(pg_temp.cron_detail('61 1 * * *'),
+          'The schedule is not in pg_cron''s syntax: the minute field has "61", outside 0-59.',
+          'the detail names the field and its range');
+SELECT is(pg_temp.cron_detail('30 1 * *'), 'The schedule is not in pg_cron''s syntax: it has 4 fields, not 5.',
+          'the detail counts the fields');
 SELECT * FROM finish();
 ROLLBACK;

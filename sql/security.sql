@@ -6,7 +6,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(20);
+SELECT plan(24);
 
 INSERT INTO assets (id, symbol, currency) VALUES ('05000000-0000-0000-0000-000000000001', 'SEC', 'USD');
 INSERT INTO portfolios (id, name, base_currency) VALUES
@@ -97,6 +97,28 @@ GRANT SELECT ON snapshot.portfolio_snapshots TO snapshot_test_nobody;
 SET LOCAL ROLE snapshot_test_nobody;
 SELECT is(count(*), 2::bigint, 'a role granted SELECT on portfolio_snapshots reads every month''s partition')
   FROM snapshot.portfolio_snapshots;
+RESET ROLE;
+
+-- the README's recipe for tenant-scoped reads: row-level security on
+-- portfolio_snapshots, keyed on the application's own data
+CREATE ROLE snapshot_test_tenant_app;
+GRANT USAGE ON SCHEMA snapshot TO snapshot_test_tenant_app;
+GRANT SELECT ON snapshot.portfolio_snapshots TO snapshot_test_tenant_app;
+GRANT SELECT ON portfolios TO snapshot_test_tenant_app;
+ALTER TABLE snapshot.portfolio_snapshots ENABLE ROW LEVEL SECURITY;
+CREATE POLICY tenant_reads ON snapshot.portfolio_snapshots FOR SELECT TO snapshot_test_tenant_app
+    USING (portfolio_id IN (SELECT p.id FROM public.portfolios p
+                             WHERE p.name = current_setting('app.tenant', true)));
+SELECT is((snapshot.capture_all_snapshots('2026-03-04', 'after RLS')).captured, 2,
+    'with row-level security on portfolio_snapshots the capture still writes every portfolio');
+SET LOCAL ROLE snapshot_test_tenant_app;
+SET LOCAL app.tenant = 'visible';
+SELECT results_eq($$SELECT DISTINCT portfolio_id::text FROM snapshot.portfolio_snapshots$$,
+    $$VALUES ('50000000-0000-0000-0000-000000000001')$$, 'a tenant reads its own portfolio''s snapshots only');
+RESET app.tenant;
+SELECT is(count(*), 0::bigint, 'without a tenant, nothing') FROM snapshot.portfolio_snapshots;
+SELECT throws_ok($$SELECT count(*) FROM snapshot.portfolio_snapshots_y2026m03$$, '42501', NULL,
+    'a month''s partition cannot be read around the policy');
 RESET ROLE;
 
 SELECT * FROM finish();

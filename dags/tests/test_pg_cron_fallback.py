@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
+import pytest
 from conftest import psql
 
 JOB = "portfolio_daily_snapshot_fallback"
@@ -37,3 +39,12 @@ def test_unscheduling_removes_the_job(clean_runs) -> None:
     assert psql("SELECT snapshot.unschedule_snapshot_fallback()") == "t"
     assert psql("SELECT count(*) FROM cron.job") == "0"
     assert psql("SELECT snapshot.unschedule_snapshot_fallback()") == "f"
+
+
+def test_a_malformed_schedule_is_refused_and_the_job_kept(clean_runs) -> None:
+    jobid = psql("SELECT snapshot.schedule_snapshot_fallback('30 1 * * *')")
+    for schedule in ("30 1 * *", "61 1 * * *", "30 1 * * funday", "30 1 * * * *"):
+        with pytest.raises(subprocess.CalledProcessError) as refused:
+            psql(f"SELECT snapshot.schedule_snapshot_fallback('{schedule}')", variables={"VERBOSITY": "verbose"})
+        assert f'ERROR:  22023: invalid cron schedule "{schedule}"' in refused.value.stderr
+    assert psql(f"SELECT jobid, schedule FROM cron.job WHERE jobname = '{JOB}'") == f"{jobid}|30 1 * * *"
