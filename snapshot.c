@@ -55,6 +55,13 @@ StaticAssertDecl(SNAPSHOT_RELATIONS == SOURCE_RELATIONS,
 #define SNAPSHOT_BATCH_BYTES ((Size) 32 * 1024 * 1024)
 #define SNAPSHOT_ROW_MAX ((Size) 64 * 1024 * 1024)
 
+/*
+ * The most ledger rows a portfolio may have up to its snapshot date: their
+ * entries (some 400 bytes each with their amounts) stay well within memory
+ * and within the 1 GB a palloc may take.
+ */
+#define SNAPSHOT_LEDGER_MAX 1000000
+
 int			snapshot_batch_size = 1000;
 
 /* snapshot.min_date: the earliest date a capture accepts, and its text */
@@ -1008,6 +1015,21 @@ finish_portfolio(Capture *cap, PortfolioLedger *ledger)
 	ErrorData  *edata = NULL;
 
 	cap->walked++;
+	if (ledger->too_long)
+	{
+		char	   *message = psprintf("portfolio %s has more than %d ledger rows up to %s",
+									   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ledger->id))),
+									   SNAPSHOT_LEDGER_MAX, snapshot_date_iso(cap->md.snapshot_date));
+		const char *detail = "A capture values a portfolio of at most 1,000,000 ledger rows.";
+
+		if (cap->single)
+			ereport(ERROR,
+					errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					errmsg_internal("%s", message),
+					errdetail_internal("%s", detail));
+		snapshot_record_error(cap, &ledger->id, ERRCODE_PROGRAM_LIMIT_EXCEEDED, message, detail);
+		return;
+	}
 	if (cap->single)
 		snapshot_value_portfolio(&cap->md, ledger, &figures);
 	else if (!value_isolated(&cap->md, ledger, &figures, CurrentMemoryContext, &edata))
@@ -1036,16 +1058,13 @@ finish_portfolio(Capture *cap, PortfolioLedger *ledger)
 }
 
 /*
- * An ordered, read-only cursor read in batches, one deformed row at a time.
- * The current row's values point into the fetched batch, which stays valid
- * until the next call to reader_next().  A reader over the sources plans and
- * fetches as their owner; one over the extension's own tables (owner
- * InvalidOid) with the capture's own rights.
+ * An ordered, read-only cursor over the sources, read in batches as their
+ * owner, one deformed row at a time.  The current row's values point into
+ * the fetched batch, which stays valid until the next call to reader_next().
  */
 typedef struct RowReader
 {
-	Oid			owner;
-	Portal		portal;
+	SourceCursor cursor;
 	long		fetch_rows;
 	SPITupleTable *tuptable;
 	uint64		nrows;
@@ -1056,22 +1075,17 @@ typedef struct RowReader
 } RowReader;
 
 /*
- * Open a no-scroll cursor for sql under the active snapshot.
+ * Open a no-scroll cursor for sql under the active snapshot; its rows have
+ * the nresult types of result_types.
  */
 static void
 reader_open(RowReader *r, Oid owner, const char *sql, int nargs, Oid *types,
-			Datum *values, long fetch_rows)
+			Datum *values, const Oid *result_types, int nresult, long fetch_rows)
 {
 	memset(r, 0, sizeof(RowReader));
-	r->owner = owner;
 	r->fetch_rows = fetch_rows;
-	if (OidIsValid(owner))
-		r->portal = snapshot_source_cursor_open(owner, sql, nargs, types, values);
-	else
-		r->portal = SPI_cursor_open_with_args(NULL, sql, nargs, types, values, NULL,
-											  true, CURSOR_OPT_NO_SCROLL);
-	if (r->portal == NULL)
-		elog(ERROR, "snapshot: SPI_cursor_open_with_args failed for: %s", sql);
+	snapshot_source_cursor_open(&r->cursor, owner, sql, nargs, types, values,
+								result_types, nresult);
 }
 
 /*
@@ -1089,17 +1103,13 @@ reader_next(RowReader *r)
 		r->nrows = r->next = 0;
 		if (r->exhausted)
 			return false;
-		if (OidIsValid(r->owner))
-			snapshot_source_cursor_fetch(r->owner, r->portal, r->fetch_rows);
-		else
-			SPI_cursor_fetch(r->portal, true, r->fetch_rows);
+		snapshot_source_cursor_fetch(&r->cursor, r->fetch_rows);
 		r->tuptable = SPI_tuptable;
 		r->nrows = SPI_processed;
 		r->exhausted = SPI_processed < (uint64) r->fetch_rows;
 		if (r->nrows == 0)
 			return false;
-		if (r->tuptable->tupdesc->natts > (int) lengthof(r->values))
-			elog(ERROR, "snapshot: a cursor returned %d columns", r->tuptable->tupdesc->natts);
+		Assert(r->tuptable->tupdesc->natts <= (int) lengthof(r->values));
 	}
 	heap_deform_tuple(r->tuptable->vals[r->next++], r->tuptable->tupdesc,
 					  r->values, r->nulls);
@@ -1127,10 +1137,7 @@ reader_close(RowReader *r)
 {
 	if (r->tuptable != NULL)
 		SPI_freetuptable(r->tuptable);
-	if (OidIsValid(r->owner))
-		snapshot_source_cursor_close(r->owner, r->portal);
-	else
-		SPI_cursor_close(r->portal);
+	snapshot_source_cursor_close(&r->cursor);
 }
 
 /* a NULL pointer for SQL NULL, else a copy in the current context */
@@ -1201,6 +1208,9 @@ void
 snapshot_walk(Capture *cap)
 {
 	Oid			types[4] = {TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID};
+	static const Oid portfolio_types[] = {UUIDOID, TEXTOID};
+	static const Oid ledger_types[] = {UUIDOID, UUIDOID, TEXTOID, NUMERICOID, NUMERICOID,
+	NUMERICOID, NUMERICOID, TIMESTAMPTZOID, TEXTOID};
 	Datum		values[4];
 	RowReader	portfolios;
 	RowReader	ledger_rows;
@@ -1225,7 +1235,8 @@ snapshot_walk(Capture *cap)
 						 " FROM %s p WHERE p.id IS NOT NULL AND $1 IS NOT NULL%s"
 						 " ORDER BY p.id::pg_catalog.uuid",
 						 cap->config.portfolios, walk_filter(cap, "p.id")),
-				4, types, values, Max(snapshot_batch_size, 100));
+				4, types, values, portfolio_types, lengthof(portfolio_types),
+				Max(snapshot_batch_size, 100));
 	reader_open(&ledger_rows, cap->config.owner,
 				psprintf("SELECT t.portfolio_id::pg_catalog.uuid, t.asset_id::pg_catalog.uuid,"
 						 " t.type::pg_catalog.text, t.quantity::pg_catalog.numeric,"
@@ -1238,7 +1249,7 @@ snapshot_walk(Capture *cap)
 						 " ORDER BY t.portfolio_id::pg_catalog.uuid,"
 						 " t.transaction_date::pg_catalog.timestamptz, t.id",
 						 cap->config.transactions, walk_filter(cap, "t.portfolio_id")),
-				4, types, values, fetch_rows);
+				4, types, values, ledger_types, lengthof(ledger_types), fetch_rows);
 
 	portfolio_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot portfolio",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -1267,7 +1278,10 @@ snapshot_walk(Capture *cap)
 		while (have_txn && cmp == 0)
 		{
 			MemoryContextSwitchTo(portfolio_cxt);
-			collect_row(&ledger, &ledger_rows);
+			if (ledger.nentries < SNAPSHOT_LEDGER_MAX)
+				collect_row(&ledger, &ledger_rows);
+			else
+				ledger.too_long = true;
 			have_txn = reader_next_keyed(&ledger_rows, &cap->skipped_walk);
 			cmp = have_txn ? memcmp(DatumGetUUIDP(ledger_rows.values[0])->data,
 									ledger.id.data, UUID_LEN) : 1;
@@ -1438,43 +1452,77 @@ check_triggered_by(FunctionCallInfo fcinfo, int argno)
 
 /*
  * Whether every portfolio the portfolios relation lists now has a snapshot
- * of the capture's date: the portfolio ids, read as the sources' owner, and
- * the date's snapshots, read with the capture's rights, merged in id order.
+ * of the capture's date: the portfolio ids, read by a cursor as the
+ * sources' owner, merged in id order with the date's snapshots, read in
+ * pages with the capture's own rights.  No cursor with the capture's rights
+ * is open while the owner's code runs.
  */
 static bool
 date_is_covered(Capture *cap)
 {
-	Oid			types[1] = {DATEOID};
-	Datum		values[1] = {DateADTGetDatum(cap->md.snapshot_date)};
+	static const Oid id_types[] = {UUIDOID};
+	Oid			types[2] = {DATEOID, UUIDOID};
+	Datum		values[2];
+	char		nulls[2] = {' ', 'n'};
+	char	   *page_sql;
 	RowReader	portfolios;
-	RowReader	snapshots;
-	bool		have_snapshot;
+	pg_uuid_t  *page = palloc(sizeof(pg_uuid_t) * 1000);
+	pg_uuid_t	last;
+	uint64		npage = 0;
+	uint64		next = 0;
+	bool		exhausted = false;
 	bool		covered = true;
 	int64		skipped = 0;
 
+	values[0] = DateADTGetDatum(cap->md.snapshot_date);
+	page_sql = psprintf("SELECT s.portfolio_id FROM %s.portfolio_snapshots s"
+						" WHERE s.snapshot_date OPERATOR(pg_catalog.=) $1"
+						" AND ($2 IS NULL OR s.portfolio_id OPERATOR(pg_catalog.>) $2)"
+						" ORDER BY s.portfolio_id LIMIT 1000", cap->nsp);
 	reader_open(&portfolios, cap->config.owner,
 				psprintf("SELECT p.id::pg_catalog.uuid FROM %s p"
 						 " WHERE p.id IS NOT NULL AND $1 IS NOT NULL ORDER BY 1",
 						 cap->config.portfolios),
-				1, types, values, 1000);
-	reader_open(&snapshots, InvalidOid,
-				psprintf("SELECT s.portfolio_id FROM %s.portfolio_snapshots s"
-						 " WHERE s.snapshot_date OPERATOR(pg_catalog.=) $1 ORDER BY 1",
-						 cap->nsp),
-				1, types, values, 1000);
-	have_snapshot = reader_next_keyed(&snapshots, &skipped);
+				1, types, values, id_types, lengthof(id_types), 1000);
 	while (covered && reader_next_keyed(&portfolios, &skipped))
 	{
 		const pg_uuid_t *id = DatumGetUUIDP(portfolios.values[0]);
 		int			cmp = -1;
 
 		CHECK_FOR_INTERRUPTS();
-		while (have_snapshot &&
-			   (cmp = memcmp(DatumGetUUIDP(snapshots.values[0])->data, id->data, UUID_LEN)) < 0)
-			have_snapshot = reader_next_keyed(&snapshots, &skipped);
-		covered = have_snapshot && cmp == 0;
+		for (;;)
+		{
+			if (next == npage)
+			{
+				if (exhausted)
+					break;
+				spi_run(page_sql, 2, types, values, nulls, true, SPI_OK_SELECT);
+				npage = 0;
+				for (uint64 i = 0; i < SPI_processed; i++)
+				{
+					bool		isnull;
+					Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+												  1, &isnull);
+
+					if (!isnull)
+						page[npage++] = *DatumGetUUIDP(d);
+				}
+				exhausted = SPI_processed < 1000;
+				SPI_freetuptable(SPI_tuptable);
+				next = 0;
+				if (npage == 0)
+					break;
+				last = page[npage - 1];
+				values[1] = UUIDPGetDatum(&last);
+				nulls[1] = ' ';
+			}
+			cmp = memcmp(page[next].data, id->data, UUID_LEN);
+			if (cmp >= 0)
+				break;
+			next++;
+		}
+		covered = next < npage && cmp == 0;
 	}
-	reader_close(&snapshots);
 	reader_close(&portfolios);
 	return covered;
 }
@@ -1509,6 +1557,7 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 
 	/* one capture of a date at a time; the second waits, then replaces */
 	lock_capture_date(&cap, snapshot_date);
+	pgstat_report_activity(STATE_RUNNING, "capture_all_snapshots: counting the portfolios");
 
 	if (if_missing)
 	{

@@ -109,6 +109,7 @@ typedef struct PortfolioLedger
 	LedgerEntry *entries;
 	int			nentries;
 	int			maxentries;
+	bool		too_long;		/* more rows than a capture values */
 } PortfolioLedger;
 
 /* An asset, with its latest close on or before the snapshot date. */

@@ -84,6 +84,7 @@ typedef struct ParallelShared
 	Oid			userid;			/* the capture's effective user */
 	Oid			nspid;			/* the extension's schema */
 	PGPROC	   *leader;
+	int			leader_pid;
 	DateADT		snapshot_date;
 	int			nworkers;
 	Size		snapshot_offset;	/* the leader's serialized snapshot */
@@ -462,6 +463,7 @@ snapshot_walk_parallel(Capture *cap, int nworkers)
 	shared->userid = GetUserId();
 	shared->nspid = cap->nspid;
 	shared->leader = MyProc;
+	shared->leader_pid = MyProcPid;
 	shared->snapshot_date = cap->md.snapshot_date;
 	shared->nworkers = nworkers;
 	shared->snapshot_offset = header;
@@ -478,6 +480,15 @@ snapshot_walk_parallel(Capture *cap, int nworkers)
 								sizeof(BackgroundWorkerHandle *) * nworkers);
 	ws->n = nworkers;
 	on_dsm_detach(seg, stop_workers, PointerGetDatum(ws));
+
+	/*
+	 * The workers join the leader's lock group, as parallel query's do: the
+	 * locks the leader holds (at least ACCESS SHARE on every source) never
+	 * make a worker wait, not even behind an ALTER TABLE queued for them
+	 * meanwhile, which the deadlock detector could not see through the
+	 * leader's wait on the queues.
+	 */
+	BecomeLockGroupLeader();
 
 	queues = palloc0(sizeof(shm_mq_handle *) * nworkers);
 	for (int i = 0; i < nworkers; i++)
@@ -591,6 +602,10 @@ snapshot_valuation_worker(Datum main_arg)
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				errmsg("could not map the capture's dynamic shared memory segment"));
 	shared = dsm_segment_address(seg);
+
+	/* a leader that has already gone needs nothing more */
+	if (!BecomeLockGroupMember(shared->leader, shared->leader_pid))
+		proc_exit(0);
 	memcpy(&index, MyBgworkerEntry->bgw_extra, sizeof(int));
 	if (index < 0 || index >= shared->nworkers)
 		elog(ERROR, "snapshot: valuation worker index %d out of range", index);

@@ -47,6 +47,7 @@
 #include "utils/builtins.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/portal.h"
 #include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/relcache.h"
@@ -459,36 +460,76 @@ snapshot_source_query(Oid owner, const char *sql, int nargs, Oid *types, Datum *
 
 /*
  * Open a no-scroll, read-only cursor over the sources, planned as their
- * owner, under the active snapshot.
+ * owner, under the active snapshot; see SourceCursor.
  */
-Portal
-snapshot_source_cursor_open(Oid owner, const char *sql, int nargs, Oid *types,
-							Datum *values)
+void
+snapshot_source_cursor_open(SourceCursor *cursor, Oid owner, const char *sql, int nargs,
+							Oid *types, Datum *values, const Oid *result_types, int nresult)
 {
 	OwnerSwitch sw;
-	Portal		portal;
+	uint8		random[16];
+
+	if (!pg_strong_random(random, sizeof(random)))
+		elog(ERROR, "snapshot: could not generate a cursor name");
+	snprintf(cursor->name, sizeof(cursor->name), "snapshot_");
+	for (int i = 0; i < (int) sizeof(random); i++)
+		snprintf(cursor->name + 9 + 2 * i, 3, "%02x", random[i]);
+	cursor->owner = owner;
+	cursor->position = 0;
+	cursor->types = result_types;
+	cursor->ntypes = nresult;
 
 	become_owner(owner, &sw);
-	portal = SPI_cursor_open_with_args(NULL, sql, nargs, types, values, NULL, true,
-									   CURSOR_OPT_NO_SCROLL);
+	cursor->portal = SPI_cursor_open_with_args(cursor->name, sql, nargs, types, values, NULL,
+											   true, CURSOR_OPT_NO_SCROLL);
 	restore_user(&sw);
-	if (portal == NULL)
+	if (cursor->portal == NULL)
 		elog(ERROR, "snapshot: SPI_cursor_open_with_args failed for: %s", sql);
-	return portal;
+	cursor->portal->visible = false;
+	PinPortal(cursor->portal);
+}
+
+/*
+ * Fail unless the cursor is still the portal it opened, where it left it:
+ * code the capture ran (the owner's) must not have closed, replaced or moved
+ * it.
+ */
+static void
+check_cursor(const SourceCursor *cursor)
+{
+	if (GetPortalByName(cursor->name) != cursor->portal ||
+		cursor->portal->status != PORTAL_READY ||
+		cursor->portal->portalPos != cursor->position)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_CURSOR_STATE),
+				errmsg("a cursor of the capture was closed or moved while it read the sources"),
+				errdetail("Code that ran during the read, such as a function a configured view calls, used the capture's cursor."));
 }
 
 /*
  * Fetch the next count rows of a source cursor as the owner, into
- * SPI_tuptable.
+ * SPI_tuptable.  The cursor is checked before and after (it moved by the
+ * rows returned, no more), and the rows' types after.
  */
 void
-snapshot_source_cursor_fetch(Oid owner, Portal portal, long count)
+snapshot_source_cursor_fetch(SourceCursor *cursor, long count)
 {
 	OwnerSwitch sw;
+	TupleDesc	desc;
 
-	become_owner(owner, &sw);
-	SPI_cursor_fetch(portal, true, count);
+	check_cursor(cursor);
+	become_owner(cursor->owner, &sw);
+	SPI_cursor_fetch(cursor->portal, true, count);
 	restore_user(&sw);
+	cursor->position += SPI_processed;
+	check_cursor(cursor);
+	desc = SPI_tuptable->tupdesc;
+	if (desc->natts != cursor->ntypes)
+		elog(ERROR, "snapshot: a source cursor returned %d columns, not %d", desc->natts, cursor->ntypes);
+	for (int i = 0; i < cursor->ntypes; i++)
+		if (TupleDescAttr(desc, i)->atttypid != cursor->types[i])
+			elog(ERROR, "snapshot: column %d of a source cursor has type %u, not %u",
+				 i + 1, TupleDescAttr(desc, i)->atttypid, cursor->types[i]);
 }
 
 /*
@@ -496,11 +537,14 @@ snapshot_source_cursor_fetch(Oid owner, Portal portal, long count)
  * clean-up).
  */
 void
-snapshot_source_cursor_close(Oid owner, Portal portal)
+snapshot_source_cursor_close(SourceCursor *cursor)
 {
 	OwnerSwitch sw;
 
-	become_owner(owner, &sw);
-	SPI_cursor_close(portal);
+	check_cursor(cursor);
+	UnpinPortal(cursor->portal);
+	become_owner(cursor->owner, &sw);
+	SPI_cursor_close(cursor->portal);
 	restore_user(&sw);
+	cursor->portal = NULL;
 }

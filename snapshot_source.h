@@ -57,9 +57,28 @@ extern bool snapshot_ledger_has_walk_index(Oid relid);
  */
 extern void snapshot_source_query(Oid owner, const char *sql, int nargs,
 								  Oid *types, Datum *values, long count);
-extern Portal snapshot_source_cursor_open(Oid owner, const char *sql, int nargs,
-										  Oid *types, Datum *values);
-extern void snapshot_source_cursor_fetch(Oid owner, Portal portal, long count);
-extern void snapshot_source_cursor_close(Oid owner, Portal portal);
+
+/*
+ * A cursor over the sources.  The owner's code runs while it is open, so its
+ * portal has a random name, is hidden from pg_cursors and pinned (no CLOSE
+ * can drop it), and before each fetch it is checked to be the same portal at
+ * the same position; each fetch is checked to return the column types
+ * expected.
+ */
+typedef struct SourceCursor
+{
+	Oid			owner;
+	Portal		portal;
+	char		name[48];
+	uint64		position;
+	const Oid  *types;			/* of the columns, ntypes of them */
+	int			ntypes;
+} SourceCursor;
+
+extern void snapshot_source_cursor_open(SourceCursor *cursor, Oid owner, const char *sql,
+										int nargs, Oid *types, Datum *values,
+										const Oid *result_types, int nresult);
+extern void snapshot_source_cursor_fetch(SourceCursor *cursor, long count);
+extern void snapshot_source_cursor_close(SourceCursor *cursor);
 
 #endif							/* SNAPSHOT_SOURCE_H */

@@ -56,7 +56,7 @@ CREATE FUNCTION pg_temp.configure(portfolios text DEFAULT 'app.portfolios', asse
     AS $$ SELECT snapshot.snapshot_configure(portfolios, assets, transactions, prices, fx_rates) $$;
 SELECT pg_temp.configure();
 
-SELECT plan(61);
+SELECT plan(65);
 
 -- 1. A rule or view whose query calls the owner's function, read by a
 -- capture someone else started.  The owner turns an empty configured table
@@ -308,6 +308,50 @@ SELECT results_eq($$SELECT sqlstate, message FROM snapshot.snapshot_run_errors$$
     '5 nulls: a ledger row without a type fails its portfolio alone, with 22004');
 RESET ROLE;
 SELECT is((SELECT market_value FROM snapshot.portfolio_snapshots), 24::numeric, '5 nulls: the other portfolio is valued');
+ROLLBACK TO SAVEPOINT attack;
+
+-- 6. The capture's cursors, open while the owner's code runs: the owner can
+-- neither list them, nor fetch from them, nor close them (closing one let the
+-- owner's next cursor take its place, run with the superuser's rights, or
+-- crash the server).
+SAVEPOINT attack;
+SET LOCAL ROLE snapshot_test_owner;
+CREATE FUNCTION app.snoop() RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    c refcursor;
+    found integer := 0;
+    r record;
+BEGIN
+    FOR i IN 1 .. 20 LOOP
+        BEGIN
+            c := format('<unnamed portal %s>', i);
+            FETCH c INTO r;
+            found := found + 1;
+        EXCEPTION WHEN invalid_cursor_name THEN NULL;
+        END;
+    END LOOP;
+    INSERT INTO app.seen VALUES (current_user,
+        format('%s listed, %s fetched', (SELECT count(*) FROM pg_catalog.pg_cursors), found));
+    RETURN true;
+END $$;
+CREATE FUNCTION app.close_all() RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE 'CLOSE ALL';
+    RETURN true;
+END $$;
+CREATE VIEW app.transactions_s AS SELECT * FROM app.transactions WHERE app.snoop();
+CREATE VIEW app.transactions_c AS SELECT * FROM app.transactions WHERE app.close_all();
+RESET ROLE;
+SELECT pg_temp.configure(transactions => 'app.transactions_s');
+SELECT (snapshot.capture_all_snapshots('2026-03-05', 'superuser')).captured AS snooped \gset
+SELECT results_eq('SELECT * FROM pg_temp.seen()', $$VALUES ('snapshot_test_owner', '0 listed, 0 fetched')$$,
+    '6 cursors: the owner''s code finds no cursor of the capture to list or fetch from');
+SELECT is(:snooped, 2, '6 cursors: and the capture is whole');
+SELECT pg_temp.configure(transactions => 'app.transactions_c');
+SELECT throws_ok($$SELECT snapshot.capture_all_snapshots('2026-03-05', 'superuser')$$, '42501',
+    'cannot execute CLOSE within security-restricted operation',
+    '6 cursors: CLOSE ALL in the owner''s code is refused, and the capture fails cleanly');
+SELECT ok(NOT pg_temp.owner_is_superuser(), '6 cursors: the owner is not a superuser');
 ROLLBACK TO SAVEPOINT attack;
 
 -- 7. Bounded work per call: a floor on the date, one capture per transaction,

@@ -1,14 +1,15 @@
 -- limits: one tenant's data cannot break everyone's run.  Snapshots too
 -- large to batch by count are written in batches bounded in bytes; a single
--- snapshot over the limit (64 MB) fails its portfolio alone; a ledger amount
--- beyond the bounds a valuation accepts (40 digits before and 40 after the
--- decimal point) fails its portfolio alone, whatever its size.
+-- snapshot over the limit (64 MB) fails its portfolio alone; so do a ledger
+-- amount beyond the bounds a valuation accepts (40 digits before and 40
+-- after the decimal point), whatever its size, and a ledger of more than
+-- 1,000,000 rows.
 \i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(9);
+SELECT plan(12);
 
 -- 70 assets with 1 MB symbols: a position in each puts 1 MB in positions
 ALTER TABLE assets DROP CONSTRAINT assets_symbol_key;
@@ -73,6 +74,27 @@ SELECT is((SELECT detail FROM snapshot.snapshot_run_errors WHERE portfolio_id = 
 SELECT throws_like($$SELECT snapshot.capture_snapshot('c0000000-0000-0000-0000-000000000005', '2026-03-05')$$,
     'portfolio c0000000-0000-0000-0000-000000000005, transaction % quantity has too many digits',
     'capture_snapshot raises it');
+
+-- a ledger longer than a capture values (1,000,000 rows) fails its portfolio alone
+DELETE FROM snapshot.portfolio_snapshots;
+DELETE FROM transactions;
+DELETE FROM portfolios;
+INSERT INTO portfolios (id, name, base_currency) VALUES
+    ('d0000000-0000-0000-0000-000000000001', 'long ledger', 'USD'),
+    ('d0000000-0000-0000-0000-000000000002', 'short ledger', 'USD');
+ALTER TABLE transactions DROP CONSTRAINT transactions_portfolio_id_fkey;  -- a million checks would be slow
+INSERT INTO transactions (portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+SELECT 'd0000000-0000-0000-0000-000000000001', NULL, 'DEPOSIT', 1, 1, NULL, NULL, '2026-03-02 09:00+00'
+  FROM generate_series(1, 1000001);
+INSERT INTO transactions (portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+VALUES ('d0000000-0000-0000-0000-000000000002', NULL, 'DEPOSIT', 1, 7, NULL, NULL, '2026-03-02 09:00+00');
+SELECT results_eq($$SELECT status, captured, failed FROM snapshot.capture_all_snapshots('2026-03-05', 'long')$$,
+    $$VALUES ('partial', 1, 1)$$, 'a portfolio of 1,000,001 ledger rows fails alone');
+SELECT results_eq($$SELECT e.sqlstate, e.message FROM snapshot.snapshot_run_errors e
+                     WHERE e.run_id = (SELECT max(run_id) FROM snapshot.snapshot_runs)$$,
+    $$VALUES ('54000', 'portfolio d0000000-0000-0000-0000-000000000001 has more than 1000000 ledger rows up to 2026-03-05')$$,
+    '... with 54000, naming the portfolio and the limit');
+SELECT is((SELECT cash_balance FROM snapshot.portfolio_snapshots), 7::numeric, 'the other portfolio is valued');
 
 SELECT * FROM finish();
 ROLLBACK;
