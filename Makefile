@@ -1,14 +1,14 @@
 # Makefile for the snapshot extension (PGXS)
 
 MODULE_big = snapshot
-OBJS = snapshot.o snapshot_amount.o snapshot_parallel.o snapshot_source.o snapshot_valuation.o
+OBJS = snapshot.o snapshot_amount.o snapshot_parallel.o snapshot_performance.o snapshot_source.o snapshot_valuation.o
 
 EXTENSION = snapshot
 DATA = snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot--1.2--1.3.sql
 PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 
 # Every test file runs pgTAP inside pg_regress; see README.md ("Tests").
-REGRESS = configure valuation amounts cash fx prices errors isolation inputs security attacks limits attacks_sessions concurrency dump fallback upgrade parallel
+REGRESS = configure valuation amounts cash fx prices errors isolation inputs security attacks limits attacks_sessions performance concurrency dump fallback upgrade parallel
 REGRESS_OPTS = --load-extension=plpgsql
 
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter -Werror

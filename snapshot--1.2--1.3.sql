@@ -163,3 +163,49 @@ BEGIN
     RETURN jobid;
 END;
 $function$;
+
+/*
+ * portfolio_performance and performance_series: what the snapshots are for.
+ * A portfolio's time-weighted and money-weighted returns, drawdown and daily
+ * series over a period, from portfolio_snapshots alone (README.md,
+ * "Returns").  They run with the caller's rights, so the caller needs
+ * SELECT on portfolio_snapshots, and row-level security on it applies.
+ */
+CREATE FUNCTION @extschema@.portfolio_performance(portfolio_id uuid, from_date date, to_date date)
+RETURNS TABLE (
+    first_date                       date,
+    last_date                        date,
+    base_currency                    text,
+    start_net_worth                  numeric,
+    end_net_worth                    numeric,
+    net_contribution                 numeric,
+    absolute_gain                    numeric,
+    time_weighted_return             numeric,
+    time_weighted_return_annualised  numeric,
+    money_weighted_return            numeric,
+    money_weighted_return_annualised numeric,
+    max_drawdown                     numeric,
+    drawdown_peak_date               date,
+    drawdown_trough_date             date,
+    days                             integer,
+    snapshots                        integer,
+    missing_days                     integer,
+    days_without_return              integer)
+AS 'MODULE_PATHNAME', 'portfolio_performance'
+LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 1;
+REVOKE ALL ON FUNCTION @extschema@.portfolio_performance(uuid, date, date) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.performance_series(portfolio_id uuid, from_date date, to_date date)
+RETURNS TABLE (
+    snapshot_date    date,
+    net_worth        numeric,
+    net_contribution numeric,
+    day_flow         numeric,
+    flow             numeric,
+    daily_return     numeric,
+    twr_index        numeric,
+    drawdown         numeric,
+    gap_days         integer)
+AS 'MODULE_PATHNAME', 'performance_series'
+LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 366;
+REVOKE ALL ON FUNCTION @extschema@.performance_series(uuid, date, date) FROM PUBLIC;

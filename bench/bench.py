@@ -215,6 +215,50 @@ def check_agreement(args: argparse.Namespace, dbname: str, day: date, sample: in
         return cur.fetchone()[0]
 
 
+def performance(args: argparse.Namespace, dbname: str, day: date, rounds: int) -> dict[str, object]:
+    """Backfill the dataset's history, then time the time-weighted return of every portfolio over it:
+    (d) snapshot.portfolio_performance through LATERAL, (e) the same rule as window functions."""
+    with session(args, dbname) as cur:
+        cur.execute("SELECT min(transaction_date)::date FROM transactions")
+        first = cur.fetchone()[0]
+    started = time.perf_counter()
+    conn = connect(args, dbname)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("TRUNCATE snapshot.portfolio_snapshots, snapshot.snapshot_runs CASCADE")
+    days = 0
+    for ordinal in range(first.toordinal(), day.toordinal() + 1):
+        cur.execute("SELECT status FROM snapshot.capture_all_snapshots(%s, 'backfill')", (date.fromordinal(ordinal),))
+        days += 1
+    cur.execute("VACUUM ANALYZE snapshot.portfolio_snapshots")
+    cur.execute("SELECT count(*) FROM snapshot.portfolio_snapshots")
+    snapshots = cur.fetchone()[0]
+    print(f"  backfilled {days} days, {snapshots:,} snapshots in {time.perf_counter() - started:.0f} s", flush=True)
+    function_sql = ("SELECT pf.id, p.time_weighted_return FROM portfolios pf,"
+                    " LATERAL snapshot.portfolio_performance(pf.id, %s, %s) p")
+    window_sql = (HERE / "performance_sql.sql").read_text().replace("$1", "%s").replace("$2", "%s")
+    timings: dict[str, list[float]] = {"d": [], "e": []}
+    results: dict[str, dict] = {}
+    for _ in range(rounds):
+        for method, sql in (("d", function_sql), ("e", window_sql)):
+            conn2 = connect(args, dbname)
+            cur2 = conn2.cursor()
+            t0 = time.perf_counter()
+            cur2.execute(sql, (first, day))
+            rows = cur2.fetchall()
+            timings[method].append(time.perf_counter() - t0)
+            conn2.close()
+            results[method] = {str(pid): float(twr) for pid, twr in rows if twr is not None}
+    differ = sum(1 for pid, twr in results["d"].items()
+                 if abs(twr - results["e"].get(pid, float("nan"))) > 1e-9 or pid not in results["e"])
+    conn.close()
+    d, e = statistics.median(timings["d"]), statistics.median(timings["e"])
+    print(f"  (d) portfolio_performance x {len(results['d']):,} {d:8.2f} s, (e) window functions {e:8.2f} s,"
+          f" (d)/(e) {d / e:.2f}, {differ} portfolios differ by more than 1e-9", flush=True)
+    return {"days": days, "snapshots": snapshots, "function_s": d, "window_s": e,
+            "portfolios": len(results["d"]), "differ": differ, "rounds": rounds}
+
+
 def machine(args: argparse.Namespace) -> dict[str, str]:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
@@ -259,6 +303,18 @@ def report(results: Results, n: int, info: dict[str, str]) -> str:
         ("(a) vs capture_snapshot, differing sampled rows", results.checks["disagreements"], "= 0",
          results.checks["disagreements"] == 0),
     ]
+    perf = results.checks.get("performance")
+    if perf:
+        lines += ["", f"Returns over the backfilled history ({perf['days']} days, {perf['snapshots']:,} snapshots),"
+                  f" time-weighted return of all {perf['portfolios']:,} portfolios in one statement, median of"
+                  f" {perf['rounds']}:", "",
+                  "| method | median s | portfolios/s |", "|---|---:|---:|",
+                  f"| (d) `LATERAL snapshot.portfolio_performance` | {perf['function_s']:.2f} |"
+                  f" {perf['portfolios'] / perf['function_s']:,.0f} |",
+                  f"| (e) window functions (`bench/performance_sql.sql`) | {perf['window_s']:.2f} |"
+                  f" {perf['portfolios'] / perf['window_s']:,.0f} |",
+                  "", f"(d) / (e) = {perf['function_s'] / perf['window_s']:.2f};"
+                  f" portfolios whose returns differ by more than 1e-9: {perf['differ']}."]
     lines += ["", "| target | measured | goal | met |", "|---|---:|---|---|"]
     for name, value, goal, ok in targets:
         shown = f"{value:.3f}" if isinstance(value, float) else str(value)
@@ -300,6 +356,8 @@ def main() -> None:
     parser.add_argument("--loop-rounds-4n", type=int, default=1, help="timings of (c) at 4N (slow)")
     parser.add_argument("--work-mem", default="512MB", help="work_mem of the set-based statement")
     parser.add_argument("--sample", type=int, default=200, help="portfolios checked against capture_snapshot")
+    parser.add_argument("--performance-rounds", type=int, default=3,
+                        help="timings of the returns over the backfilled history at N (0: skip)")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -314,6 +372,8 @@ def main() -> None:
                 if r < (loop_rounds if method == "c" else rounds):
                     results.timings.append(run_method(args, dbname, method, scale, day))
         if scale == args.n:
+            if args.performance_rounds:
+                results.checks["performance"] = performance(args, dbname, day, args.performance_rounds)
             results.checks["disagreements"] = check_agreement(args, dbname, day, args.sample)
             print(f"  capture_snapshot agrees with capture_all_snapshots on {args.sample} sampled portfolios:"
                   f" {results.checks['disagreements']} differ", flush=True)

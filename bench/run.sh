@@ -10,15 +10,7 @@ source "$(dirname "$0")/../scripts/lib.sh"
 N=${1:-100000}; shift || true
 ensure_packages
 install_extension
-BENCH_VENV="$ROOT/.tmp/bench-venv"
-stamp=$(cat "$ROOT/bench/requirements.txt" "$ROOT/bench/constraints.txt" | sha256sum | cut -c1-16)
-if [ "$(cat "$BENCH_VENV/.pins" 2>/dev/null)" != "$stamp" ]; then
-    log "installing the benchmark's Python packages into $BENCH_VENV"
-    rm -rf "$BENCH_VENV"; python3 -m venv "$BENCH_VENV"
-    "$BENCH_VENV/bin/pip" install -q --disable-pip-version-check \
-        -r "$ROOT/bench/requirements.txt" -c "$ROOT/bench/constraints.txt"
-    echo "$stamp" >"$BENCH_VENV/.pins"
-fi
+ensure_bench_venv
 start_cluster bench "${SNAPSHOT_BENCH_PORT:-54334}" "max_wal_size = '8GB'" "checkpoint_timeout = '30min'"
 trap 'stop_cluster bench' EXIT
 "$BENCH_VENV/bin/python" "$ROOT/bench/bench.py" --host "$PGHOST" --port "$PGPORT" --user "$PGUSER" --n "$N" "$@"

@@ -11,6 +11,7 @@ DEBIAN_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql
                  postgresql-$PG_MAJOR-cron libtap-parser-sourcehandler-pgtap-perl make gcc
                  python3 python3-venv)
 VENV="$ROOT/.tmp/venv"
+BENCH_VENV="$ROOT/.tmp/bench-venv"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -113,4 +114,18 @@ ensure_airflow() {
            AIRFLOW__CORE__UNIT_TEST_MODE=False
     log "airflow db migrate (SQLite in $AIRFLOW_HOME)"
     "$VENV/bin/airflow" db migrate >"$AIRFLOW_HOME/migrate.log" 2>&1 || { cat "$AIRFLOW_HOME/migrate.log"; return 1; }
+}
+
+# A virtual environment with bench/requirements.txt (pinned by
+# bench/constraints.txt): the benchmark's driver and the charts.  Reused while
+# the pins are unchanged.
+ensure_bench_venv() {
+    local stamp; stamp=$(cat "$ROOT/bench/requirements.txt" "$ROOT/bench/constraints.txt" | sha256sum | cut -c1-16)
+    if [ "$(cat "$BENCH_VENV/.pins" 2>/dev/null)" != "$stamp" ]; then
+        log "installing the benchmark's Python packages into $BENCH_VENV"
+        rm -rf "$BENCH_VENV"; python3 -m venv "$BENCH_VENV"
+        "$BENCH_VENV/bin/pip" install -q --disable-pip-version-check \
+            -r "$ROOT/bench/requirements.txt" -c "$ROOT/bench/constraints.txt"
+        echo "$stamp" >"$BENCH_VENV/.pins"
+    fi
 }

@@ -1,0 +1,18 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_performance.h
+ *	  Returns and drawdown of a portfolio from its snapshots
+ *	  (snapshot_performance.c): the SQL-callable portfolio_performance() and
+ *	  performance_series(), declared by PG_FUNCTION_INFO_V1 there.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SNAPSHOT_PERFORMANCE_H
+#define SNAPSHOT_PERFORMANCE_H
+
+#include "fmgr.h"
+
+extern Datum portfolio_performance(PG_FUNCTION_ARGS);
+extern Datum performance_series(PG_FUNCTION_ARGS);
+
+#endif							/* SNAPSHOT_PERFORMANCE_H */
