@@ -1004,6 +1004,22 @@ duplicate_portfolio(Capture *cap, PortfolioLedger *ledger)
 }
 
 /*
+ * A portfolio beyond what a capture values (54000): raised by a single
+ * capture, recorded by a capture of all.
+ */
+static void
+portfolio_too_large(Capture *cap, PortfolioLedger *ledger, const char *message,
+					const char *detail)
+{
+	if (cap->single)
+		ereport(ERROR,
+				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				errmsg_internal("%s", message),
+				errdetail_internal("%s", detail));
+	snapshot_record_error(cap, &ledger->id, ERRCODE_PROGRAM_LIMIT_EXCEEDED, message, detail);
+}
+
+/*
  * Value one portfolio whose whole ledger has been read, and queue its
  * snapshot.  Runs in the per-portfolio memory context.  A single capture raises data errors; a capture of all isolates
  * and records them, keeping any earlier snapshot of that portfolio and date.
@@ -1017,17 +1033,11 @@ finish_portfolio(Capture *cap, PortfolioLedger *ledger)
 	cap->walked++;
 	if (ledger->too_long)
 	{
-		char	   *message = psprintf("portfolio %s has more than %d ledger rows up to %s",
-									   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ledger->id))),
-									   SNAPSHOT_LEDGER_MAX, snapshot_date_iso(cap->md.snapshot_date));
-		const char *detail = "A capture values a portfolio of at most 1,000,000 ledger rows.";
-
-		if (cap->single)
-			ereport(ERROR,
-					errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					errmsg_internal("%s", message),
-					errdetail_internal("%s", detail));
-		snapshot_record_error(cap, &ledger->id, ERRCODE_PROGRAM_LIMIT_EXCEEDED, message, detail);
+		portfolio_too_large(cap, ledger,
+							psprintf("portfolio %s has more than %d ledger rows up to %s",
+									 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ledger->id))),
+									 SNAPSHOT_LEDGER_MAX, snapshot_date_iso(cap->md.snapshot_date)),
+							"A capture values a portfolio of at most 1,000,000 ledger rows.");
 		return;
 	}
 	if (cap->single)
@@ -1040,18 +1050,12 @@ finish_portfolio(Capture *cap, PortfolioLedger *ledger)
 	}
 	if (VARSIZE(figures.positions) > SNAPSHOT_ROW_MAX)
 	{
-		char	   *message = psprintf("portfolio %s: its snapshot would take %zu MB, more than the %zu MB a snapshot may take",
-									   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ledger->id))),
-									   (Size) VARSIZE(figures.positions) / (1024 * 1024),
-									   SNAPSHOT_ROW_MAX / (1024 * 1024));
-		char	   *detail = psprintf("Its positions array holds %d positions.", figures.position_count);
-
-		if (cap->single)
-			ereport(ERROR,
-					errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-					errmsg_internal("%s", message),
-					errdetail_internal("%s", detail));
-		snapshot_record_error(cap, &ledger->id, ERRCODE_PROGRAM_LIMIT_EXCEEDED, message, detail);
+		portfolio_too_large(cap, ledger,
+							psprintf("portfolio %s: its snapshot would take %zu MB, more than the %zu MB a snapshot may take",
+									 DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&ledger->id))),
+									 (Size) VARSIZE(figures.positions) / (1024 * 1024),
+									 SNAPSHOT_ROW_MAX / (1024 * 1024)),
+							psprintf("Its positions array holds %d positions.", figures.position_count));
 		return;
 	}
 	queue_figures(cap, ledger, &figures);

@@ -145,13 +145,17 @@ prepare_plans(Oid nspid)
 	if (period_plan != NULL && plans_nsp == nspid)
 		return;
 	nsp = quote_identifier(get_namespace_name(nspid));
-	plan = SPI_prepare(psprintf("SELECT s.snapshot_date, s.base_currency, s.net_worth,"
+	/*
+	 * A generic plan, pruned at run time: planning the partitioned table for
+	 * each call would cost more than reading a year of snapshots.
+	 */
+	plan = SPI_prepare_cursor(psprintf("SELECT s.snapshot_date, s.base_currency, s.net_worth,"
 								" s.net_contribution, s.day_flow"
 								" FROM %s.portfolio_snapshots s"
 								" WHERE s.portfolio_id OPERATOR(pg_catalog.=) $1"
 								" AND s.snapshot_date OPERATOR(pg_catalog.>=) $2"
 								" AND s.snapshot_date OPERATOR(pg_catalog.<=) $3"
-								" ORDER BY s.snapshot_date", nsp), 3, types);
+								" ORDER BY s.snapshot_date", nsp), 3, types, CURSOR_OPT_GENERIC_PLAN);
 	if (plan == NULL || SPI_keepplan(plan) != 0)
 		elog(ERROR, "snapshot: could not prepare the performance query: %s",
 			 SPI_result_code_string(SPI_result));

@@ -235,8 +235,9 @@ def performance(args: argparse.Namespace, dbname: str, day: date, rounds: int) -
     snapshots = cur.fetchone()[0]
     print(f"  backfilled {days} days, {snapshots:,} snapshots in {time.perf_counter() - started:.0f} s", flush=True)
     function_sql = ("SELECT pf.id, p.time_weighted_return FROM portfolios pf,"
-                    " LATERAL snapshot.portfolio_performance(pf.id, %s, %s) p")
-    window_sql = (HERE / "performance_sql.sql").read_text().replace("$1", "%s").replace("$2", "%s")
+                    " LATERAL snapshot.portfolio_performance(pf.id, %(first)s, %(last)s) p")
+    window_sql = "\n".join(line for line in (HERE / "performance_sql.sql").read_text().splitlines()
+                           if not line.startswith("--")).replace("$1", "%(first)s").replace("$2", "%(last)s")
     timings: dict[str, list[float]] = {"d": [], "e": []}
     results: dict[str, dict] = {}
     for _ in range(rounds):
@@ -244,7 +245,7 @@ def performance(args: argparse.Namespace, dbname: str, day: date, rounds: int) -
             conn2 = connect(args, dbname)
             cur2 = conn2.cursor()
             t0 = time.perf_counter()
-            cur2.execute(sql, (first, day))
+            cur2.execute(sql, {"first": first, "last": day})
             rows = cur2.fetchall()
             timings[method].append(time.perf_counter() - t0)
             conn2.close()
@@ -352,6 +353,7 @@ def main() -> None:
     parser.add_argument("--user", default="postgres")
     parser.add_argument("--n", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3, help="timings of each method at N")
+    parser.add_argument("--loop-rounds", type=int, default=None, help="timings of (c) at N (default: --rounds)")
     parser.add_argument("--rounds-4n", type=int, default=3, help="timings of (a) and (b) at 4N")
     parser.add_argument("--loop-rounds-4n", type=int, default=1, help="timings of (c) at 4N (slow)")
     parser.add_argument("--work-mem", default="512MB", help="work_mem of the set-based statement")
@@ -364,7 +366,8 @@ def main() -> None:
     day = datetime.now(timezone.utc).date()
     results = Results()
     info = machine(args)
-    for scale, rounds, loop_rounds in ((args.n, args.rounds, args.rounds), (4 * args.n, args.rounds_4n, args.loop_rounds_4n)):
+    loop_rounds_n = args.rounds if args.loop_rounds is None else args.loop_rounds
+    for scale, rounds, loop_rounds in ((args.n, args.rounds, loop_rounds_n), (4 * args.n, args.rounds_4n, args.loop_rounds_4n)):
         print(f"N = {scale:,}", flush=True)
         dbname = load(args, scale)
         for r in range(max(rounds, loop_rounds)):

@@ -51,6 +51,21 @@ CREATE FUNCTION pg_temp.connstr(role text) RETURNS text LANGUAGE sql AS $$
                   split_part(current_setting('unix_socket_directories'), ',', 1),
                   current_setting('port'), current_database(), role)
 $$;
+-- wait (at most 30 s) until a session of this file runs a query like
+-- pattern (waiting on a lock, if locked)
+CREATE FUNCTION pg_temp.wait_for(pattern text, locked boolean) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    FOR i IN 1 .. 600 LOOP
+        IF EXISTS (SELECT FROM pg_stat_activity
+                    WHERE application_name = 'snapshot_attack' AND query LIKE pattern
+                      AND (NOT locked OR wait_event_type = 'Lock')) THEN
+            RETURN true;
+        END IF;
+        PERFORM pg_stat_clear_snapshot();
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN false;
+END $$;
 CREATE FUNCTION pg_temp.seen() RETURNS TABLE (who text, process text) LANGUAGE sql
     AS $$ SELECT DISTINCT who::text, process FROM app.seen ORDER BY 1, 2 $$;
 
@@ -128,22 +143,10 @@ SELECT dblink_exec('capture', $$SET statement_timeout = '60s'$$);
 SELECT dblink_exec('capture', $$SET snapshot.portfolios_per_worker = 10$$);
 SELECT dblink_send_query('capture',
     $$SELECT status, captured, workers FROM snapshot.capture_all_snapshots('2026-03-02', 'locked')$$);
-CREATE FUNCTION pg_temp.wait_for(what text, pattern text) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    FOR i IN 1 .. 600 LOOP
-        IF EXISTS (SELECT FROM pg_stat_activity
-                    WHERE application_name = 'snapshot_attack' AND wait_event_type = 'Lock' AND query LIKE pattern) THEN
-            RETURN true;
-        END IF;
-        PERFORM pg_stat_clear_snapshot();
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RETURN false;
-END $$;
-SELECT ok(pg_temp.wait_for('capture', 'capture_all_snapshots: counting the portfolios'),
+SELECT ok(pg_temp.wait_for('capture_all_snapshots: counting the portfolios', true),
     'deadlock: the capture has locked the sources and waits at the gate');
 SELECT dblink_send_query('migration', 'ALTER TABLE app.assets ADD COLUMN note text');
-SELECT ok(pg_temp.wait_for('migration', 'ALTER TABLE app.assets%'), 'deadlock: an ALTER TABLE queues behind it');
+SELECT ok(pg_temp.wait_for('ALTER TABLE app.assets%', true), 'deadlock: an ALTER TABLE queues behind it');
 SELECT pg_advisory_unlock(7331);
 SELECT results_eq($$SELECT * FROM dblink_get_result('capture') AS t(status text, captured int, workers int)$$,
     $$VALUES ('succeeded', 30, 2)$$,
@@ -174,19 +177,7 @@ CREATE TEMP TABLE clock (started timestamptz, cancelled timestamptz, ended times
 SELECT dblink_send_query('capture', $$SELECT status FROM snapshot.capture_all_snapshots('2026-03-03', 'cancelled')$$);
 -- the walk reports its progress once the portfolios are read; give the
 -- valuation of the large ledger time to start
-CREATE FUNCTION pg_temp.wait_for_walk() RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    FOR i IN 1 .. 600 LOOP
-        IF EXISTS (SELECT FROM pg_stat_activity WHERE application_name = 'snapshot_attack'
-                      AND query LIKE 'capture_all_snapshots: %/31 portfolios') THEN
-            RETURN true;
-        END IF;
-        PERFORM pg_stat_clear_snapshot();
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RETURN false;
-END $$;
-SELECT ok(pg_temp.wait_for_walk(), 'cancel: the capture is walking');
+SELECT ok(pg_temp.wait_for('capture_all_snapshots: %/31 portfolios', false), 'cancel: the capture is walking');
 SELECT pg_sleep(1.5);
 INSERT INTO clock (cancelled) VALUES (clock_timestamp());
 SELECT is(dblink_cancel_query('capture'), 'OK', 'cancel: the capture is cancelled mid-valuation');
