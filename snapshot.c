@@ -573,31 +573,29 @@ build_metadata(Capture *cap, const char *triggered_by)
 }
 
 /*
- * The first day of the month after the one holding d.
+ * The month holding date d: its first day, the first day of the next, and
+ * the name of its partition.
  */
-static DateADT
-next_month(DateADT d)
+typedef struct SnapshotMonth
 {
+	DateADT		first;
+	DateADT		next;
+	char	   *partition;
+} SnapshotMonth;
+
+static SnapshotMonth
+month_of(DateADT d)
+{
+	SnapshotMonth month;
 	int			y,
 				m,
 				day;
 
 	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
-	return (m == 12 ? date2j(y + 1, 1, 1) : date2j(y, m + 1, 1)) - POSTGRES_EPOCH_JDATE;
-}
-
-/*
- * The name of the month partition holding date d.
- */
-static char *
-partition_name(DateADT d)
-{
-	int			y,
-				m,
-				day;
-
-	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
-	return psprintf("portfolio_snapshots_y%04dm%02d", y, m);
+	month.first = date2j(y, m, 1) - POSTGRES_EPOCH_JDATE;
+	month.next = (m == 12 ? date2j(y + 1, 1, 1) : date2j(y, m + 1, 1)) - POSTGRES_EPOCH_JDATE;
+	month.partition = psprintf("portfolio_snapshots_y%04dm%02d", y, m);
+	return month;
 }
 
 /*
@@ -610,20 +608,11 @@ partition_name(DateADT d)
 static void
 ensure_partition(Capture *cap, DateADT d)
 {
-	int			y,
-				m,
-				day;
-	DateADT		from;
-	DateADT		to;
-	char	   *name;
+	SnapshotMonth month = month_of(d);
+	const char *name = month.partition;
 	char	   *qualified;
 	Oid			parent;
 	char	   *parent_name;
-
-	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
-	from = date2j(y, m, 1) - POSTGRES_EPOCH_JDATE;
-	to = next_month(d);
-	name = partition_name(d);
 
 	if (OidIsValid(get_relname_relid(name, cap->nspid)))
 		return;
@@ -645,7 +634,7 @@ ensure_partition(Capture *cap, DateADT d)
 			0, NULL, NULL, NULL, false, SPI_OK_UTILITY);
 	spi_run(psprintf("ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')",
 					 parent_name, qualified,
-					 snapshot_date_iso(from), snapshot_date_iso(to)),
+					 snapshot_date_iso(month.first), snapshot_date_iso(month.next)),
 			0, NULL, NULL, NULL, false, SPI_OK_UTILITY);
 }
 
@@ -680,7 +669,7 @@ prepare_upsert(Capture *cap)
 	 * a tuplestore.
 	 */
 	appendStringInfo(&sql, "INSERT INTO %s.%s AS s (snapshot_date, run_id, metadata, captured_at",
-					 cap->nsp, quote_identifier(partition_name(cap->md.snapshot_date)));
+					 cap->nsp, quote_identifier(month_of(cap->md.snapshot_date).partition));
 	appendStringInfoString(&select, "SELECT $1, $2, $3, $4");
 	appendStringInfoString(&update, "run_id = EXCLUDED.run_id, metadata = EXCLUDED.metadata,"
 						   " captured_at = EXCLUDED.captured_at");
@@ -1422,8 +1411,8 @@ capture_run(Capture *cap, const char *triggered_by, bool wrote_before)
 	 * that the first captures of a month find it committed and never wait
 	 * for one another's uncommitted partition.
 	 */
-	if (next_month(cap->md.snapshot_date) == next_month(utc_today()))
-		ensure_partition(cap, next_month(cap->md.snapshot_date));
+	if (month_of(cap->md.snapshot_date).next == month_of(utc_today()).next)
+		ensure_partition(cap, month_of(cap->md.snapshot_date).next);
 	prepare_upsert(cap);
 	if (nworkers > 0)
 		snapshot_walk_parallel(cap, nworkers);

@@ -121,16 +121,6 @@ static Amount const_zero;
 static Amount const_one;
 static Numeric const_one_rounded;
 
-/*
- * Arithmetic on amounts (snapshot_amount.c): exact, raising on overflow.
- */
-#define n_add(a, b) amount_add((a), (b))
-#define n_sub(a, b) amount_sub((a), (b))
-#define n_mul(a, b) amount_mul((a), (b))
-#define n_div(a, b) amount_div((a), (b))
-#define n_cmp(a, b) amount_cmp((a), (b))
-#define n_sign(a) amount_sign(a)
-
 /* an amount rounded as the snapshot stores it, as a numeric */
 static inline Numeric
 n_stored(Amount a)
@@ -173,20 +163,20 @@ uuid_text(const pg_uuid_t *u)
 static inline Amount
 to_base(Amount amount, const LedgerEntry *e)
 {
-	return e->rate == NULL ? amount : n_mul(amount, e->a_rate);
+	return e->rate == NULL ? amount : amount_mul(amount, e->a_rate);
 }
 
 /* gross + fee and gross - fee, skipping a NULL fee */
 static inline Amount
 plus_fee(Amount gross, const LedgerEntry *e)
 {
-	return e->fee == NULL ? gross : n_add(gross, e->a_fee);
+	return e->fee == NULL ? gross : amount_add(gross, e->a_fee);
 }
 
 static inline Amount
 minus_fee(Amount gross, const LedgerEntry *e)
 {
-	return e->fee == NULL ? gross : n_sub(gross, e->a_fee);
+	return e->fee == NULL ? gross : amount_sub(gross, e->a_fee);
 }
 
 /*
@@ -397,16 +387,16 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
 	e->a_price = amount_of(e->price);
 	e->a_fee = e->fee ? amount_of(e->fee) : const_zero;
 	e->a_rate = e->rate ? amount_of(e->rate) : const_one;
-	if (n_sign(e->a_quantity) <= 0)
+	if (amount_sign(e->a_quantity) <= 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "quantity %s is not positive", n_text(e->quantity));
-	if (n_sign(e->a_price) < 0)
+	if (amount_sign(e->a_price) < 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "price %s is negative", n_text(e->price));
-	if (n_sign(e->a_fee) < 0)
+	if (amount_sign(e->a_fee) < 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "fee %s is negative", n_text(e->fee));
-	if (n_sign(e->a_rate) <= 0)
+	if (amount_sign(e->a_rate) <= 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "exchange rate %s is not positive", n_text(e->rate));
 	if (e->type == TXN_BUY || e->type == TXN_SELL || e->type == TXN_DIVIDEND)
@@ -438,8 +428,8 @@ add_lot(Position *pos, Amount quantity, Amount cost)
 	pos->lots[pos->nlots].quantity = quantity;
 	pos->lots[pos->nlots].cost = cost;
 	pos->nlots++;
-	pos->quantity = n_add(pos->quantity, quantity);
-	pos->cost = n_add(pos->cost, cost);
+	pos->quantity = amount_add(pos->quantity, quantity);
+	pos->cost = amount_add(pos->cost, cost);
 }
 
 /*
@@ -455,42 +445,42 @@ remove_quantity(Position *pos, Amount quantity, CostMethod method)
 	Amount		remaining = quantity;
 
 	if (method == COST_AVERAGE)
-		removed = n_div(n_mul(pos->cost, quantity), pos->quantity);
+		removed = amount_div(amount_mul(pos->cost, quantity), pos->quantity);
 
-	while (pos->head < pos->nlots && n_cmp(remaining, const_zero) > 0)
+	while (pos->head < pos->nlots && amount_cmp(remaining, const_zero) > 0)
 	{
 		Lot		   *lot = &pos->lots[pos->head];
 
 		CHECK_FOR_INTERRUPTS();
 
-		if (n_cmp(lot->quantity, remaining) <= 0)
+		if (amount_cmp(lot->quantity, remaining) <= 0)
 		{
 			if (method == COST_FIFO)
-				removed = n_add(removed, lot->cost);
-			remaining = n_sub(remaining, lot->quantity);
+				removed = amount_add(removed, lot->cost);
+			remaining = amount_sub(remaining, lot->quantity);
 			pos->head++;
 		}
 		else
 		{
-			Amount		part = n_div(n_mul(lot->cost, remaining), lot->quantity);
+			Amount		part = amount_div(amount_mul(lot->cost, remaining), lot->quantity);
 
 			if (method == COST_FIFO)
-				removed = n_add(removed, part);
-			lot->cost = n_sub(lot->cost, part);
-			lot->quantity = n_sub(lot->quantity, remaining);
+				removed = amount_add(removed, part);
+			lot->cost = amount_sub(lot->cost, part);
+			lot->quantity = amount_sub(lot->quantity, remaining);
 			remaining = const_zero;
 		}
 	}
 
-	pos->quantity = n_sub(pos->quantity, quantity);
-	if (n_cmp(pos->quantity, const_zero) == 0)
+	pos->quantity = amount_sub(pos->quantity, quantity);
+	if (amount_cmp(pos->quantity, const_zero) == 0)
 	{
 		/* fully sold: no residue of a division may linger */
 		pos->cost = const_zero;
 		pos->head = pos->nlots = 0;
 	}
 	else
-		pos->cost = n_sub(pos->cost, removed);
+		pos->cost = amount_sub(pos->cost, removed);
 	return removed;
 }
 
@@ -501,7 +491,7 @@ static inline void
 add_fees(Totals *t, const LedgerEntry *e, Amount fee_base)
 {
 	if (e->fee != NULL)
-		t->fees = n_add(t->fees, fee_base);
+		t->fees = amount_add(t->fees, fee_base);
 }
 
 /*
@@ -512,12 +502,12 @@ static void
 pay(Totals *t, Amount amount, bool on_day)
 {
 	if (t->has_cash)
-		t->cash = n_sub(t->cash, amount);
+		t->cash = amount_sub(t->cash, amount);
 	else
 	{
-		t->flows = n_add(t->flows, amount);
+		t->flows = amount_add(t->flows, amount);
 		if (on_day)
-			t->day_flow = n_add(t->day_flow, amount);
+			t->day_flow = amount_add(t->day_flow, amount);
 	}
 }
 
@@ -528,12 +518,12 @@ static void
 receive(Totals *t, Amount amount, bool on_day)
 {
 	if (t->has_cash)
-		t->cash = n_add(t->cash, amount);
+		t->cash = amount_add(t->cash, amount);
 	else
 	{
-		t->flows = n_sub(t->flows, amount);
+		t->flows = amount_sub(t->flows, amount);
 		if (on_day)
-			t->day_flow = n_sub(t->day_flow, amount);
+			t->day_flow = amount_sub(t->day_flow, amount);
 	}
 }
 
@@ -543,9 +533,9 @@ receive(Totals *t, Amount amount, bool on_day)
 static void
 external_flow(Totals *t, Amount amount, bool on_day)
 {
-	t->flows = n_add(t->flows, amount);
+	t->flows = amount_add(t->flows, amount);
 	if (on_day)
-		t->day_flow = n_add(t->day_flow, amount);
+		t->day_flow = amount_add(t->day_flow, amount);
 }
 
 /*
@@ -555,7 +545,7 @@ static void
 apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 			const LedgerEntry *e, Positions *ps, Totals *t)
 {
-	Amount		gross = n_mul(e->a_quantity, e->a_price);
+	Amount		gross = amount_mul(e->a_quantity, e->a_price);
 	Amount		fee_base = e->fee ? to_base(e->a_fee, e) : const_zero;
 	bool		on_day = snapshot_utc_date(e->transaction_date) == md->snapshot_date;
 	Position   *pos = NULL;
@@ -574,14 +564,14 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 
 		case TXN_SELL:
 			pos = &ps->items[e->position];
-			if (n_cmp(e->a_quantity, pos->quantity) > 0)
+			if (amount_cmp(e->a_quantity, pos->quantity) > 0)
 				LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, e,
 							 "sells %s of asset %s but only %s is held",
 							 n_text(e->quantity), uuid_text(&e->asset_id),
 							 amount_text(pos->quantity));
 			amount = to_base(minus_fee(gross, e), e);
-			t->realized = n_add(t->realized,
-								n_sub(amount, remove_quantity(pos, e->a_quantity,
+			t->realized = amount_add(t->realized,
+								amount_sub(amount, remove_quantity(pos, e->a_quantity,
 															  md->cost_method)));
 			receive(t, amount, on_day);
 			add_fees(t, e, fee_base);
@@ -589,20 +579,20 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 
 		case TXN_DEPOSIT:
 			amount = to_base(gross, e);
-			t->cash = n_sub(n_add(t->cash, amount), fee_base);
+			t->cash = amount_sub(amount_add(t->cash, amount), fee_base);
 			external_flow(t, amount, on_day);
 			add_fees(t, e, fee_base);
 			return;
 
 		case TXN_WITHDRAWAL:
 			amount = to_base(gross, e);
-			t->cash = n_sub(n_sub(t->cash, amount), fee_base);
-			external_flow(t, n_sub(const_zero, amount), on_day);
+			t->cash = amount_sub(amount_sub(t->cash, amount), fee_base);
+			external_flow(t, amount_sub(const_zero, amount), on_day);
 			add_fees(t, e, fee_base);
 			return;
 
 		case TXN_DIVIDEND:
-			t->income = n_add(t->income, to_base(gross, e));
+			t->income = amount_add(t->income, to_base(gross, e));
 			receive(t, to_base(minus_fee(gross, e), e), on_day);
 			add_fees(t, e, fee_base);
 			return;
@@ -610,7 +600,7 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 		case TXN_FEE:
 			amount = to_base(plus_fee(gross, e), e);
 			pay(t, amount, on_day);
-			t->fees = n_add(t->fees, amount);
+			t->fees = amount_add(t->fees, amount);
 			return;
 
 		case TXN_UNKNOWN:
@@ -681,7 +671,7 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 		out->missing_fx++;
 	}
 
-	vp->market_value = n_mul(n_mul(pos->quantity, vp->price), vp->fx_rate);
+	vp->market_value = amount_mul(amount_mul(pos->quantity, vp->price), vp->fx_rate);
 }
 
 /*
@@ -956,11 +946,11 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 		Position   *pos = &ps.items[i];
 
 		CHECK_FOR_INTERRUPTS();
-		if (n_sign(pos->quantity) == 0)
+		if (amount_sign(pos->quantity) == 0)
 			continue;
 		value_position(md, ledger->base_currency, base_id, pos, &vps[nvps], out);
-		market_value = n_add(market_value, vps[nvps].market_value);
-		total_cost = n_add(total_cost, pos->cost);
+		market_value = amount_add(market_value, vps[nvps].market_value);
+		total_cost = amount_add(total_cost, pos->cost);
 		nvps++;
 	}
 	order = palloc(sizeof(PositionOrder) * Max(nvps, 1));
@@ -973,9 +963,9 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 
 	out->market_value = n_stored(market_value);
 	out->cash_balance = n_stored(t.cash);
-	out->net_worth = n_stored(n_add(market_value, t.cash));
+	out->net_worth = n_stored(amount_add(market_value, t.cash));
 	out->total_cost = n_stored(total_cost);
-	out->unrealized_pnl = n_stored(n_sub(market_value, total_cost));
+	out->unrealized_pnl = n_stored(amount_sub(market_value, total_cost));
 	out->realized_pnl = n_stored(t.realized);
 	out->income = n_stored(t.income);
 	out->fees = n_stored(t.fees);

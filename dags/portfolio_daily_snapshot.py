@@ -87,7 +87,8 @@ with DAG(
         task_id="capture_all_snapshots",
         conn_id=CONN_ID,
         sql=CAPTURE_SQL,
-        parameters={"snapshot_date": "{{ ti.xcom_pull(task_ids='resolve_snapshot_date') }}"},
+        # an XComArg in a templated field: resolved at run time, and the dependency is implied
+        parameters={"snapshot_date": snapshot_date},
         show_return_value_in_logs=True,
     )
 
@@ -100,5 +101,4 @@ with DAG(
         hook = BaseHook.get_connection(CONN_ID).get_hook()
         return check_run(hook.get_first(RUN_SQL, parameters={"run_id": run_id}))
 
-    snapshot_date >> capture
     verify_run(capture.output)

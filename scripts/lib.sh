@@ -32,10 +32,11 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Build with -Werror and install the extension into the PostgreSQL tree.
+# Build (with -Werror when SNAPSHOT_WERROR is set, as scripts/test.sh sets
+# it) and install the extension into the PostgreSQL tree.
 install_extension() {
     log "building and installing the extension"
-    make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" >/dev/null
+    make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" ${SNAPSHOT_WERROR:+WERROR=-Werror} >/dev/null
     local sharedir; sharedir=$("$PGBIN/pg_config" --sharedir)
     if [ -w "$sharedir/extension" ]; then
         make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" install >/dev/null
@@ -94,17 +95,19 @@ stop_cluster() {
     as_server "$PGBIN/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
 }
 
-# A virtual environment with dags/requirements.txt (pinned by
-# dags/constraints.txt) and an SQLite Airflow metadata database in a fresh
-# AIRFLOW_HOME under .tmp/.  Reuses the environment while the pins are unchanged.
+# A virtual environment with dags/requirements.txt and, for the tests,
+# dags/requirements-test.txt (both pinned by dags/constraints.txt), and an
+# SQLite Airflow metadata database in a fresh AIRFLOW_HOME under .tmp/.
+# Reuses the environment while the pins are unchanged.
 ensure_airflow() {
-    local stamp; stamp=$(cat "$ROOT/dags/requirements.txt" "$ROOT/dags/constraints.txt" | sha256sum | cut -c1-16)
+    local stamp; stamp=$(cat "$ROOT/dags/requirements.txt" "$ROOT/dags/requirements-test.txt" \
+                            "$ROOT/dags/constraints.txt" | sha256sum | cut -c1-16)
     if [ "$(cat "$VENV/.pins" 2>/dev/null)" != "$stamp" ]; then
         log "installing Airflow and the providers into $VENV"
         rm -rf "$VENV"
         python3 -m venv "$VENV"
         "$VENV/bin/pip" install -q --disable-pip-version-check \
-            -r "$ROOT/dags/requirements.txt" -c "$ROOT/dags/constraints.txt"
+            -r "$ROOT/dags/requirements.txt" -r "$ROOT/dags/requirements-test.txt" -c "$ROOT/dags/constraints.txt"
         echo "$stamp" >"$VENV/.pins"
     fi
     export AIRFLOW_HOME="$ROOT/.tmp/airflow_home"

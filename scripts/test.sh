@@ -4,6 +4,7 @@
 # pg_regress suite (pgTAP inside), prints regression.diffs on failure, and
 # ends with "N passed, M failed".
 source "$(dirname "$0")/lib.sh"
+export SNAPSHOT_WERROR=1
 
 ensure_packages
 install_extension
@@ -14,8 +15,9 @@ log "pg_regress: $(sed -n 's/^REGRESS = //p' "$ROOT/Makefile")"
 set +e
 make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" installcheck 2>&1 | tee "$ROOT/.tmp/test/installcheck.log"
 set -e
-passed=$(grep -cE '^(test| ) .* \.\.\. ok' "$ROOT/.tmp/test/installcheck.log" || true)
-failed=$(grep -cE '^(test| ) .* \.\.\. FAILED' "$ROOT/.tmp/test/installcheck.log" || true)
+# pg_regress of PostgreSQL 15 prints "test NAME ... ok"; from 16 on, TAP lines "ok N - NAME"
+passed=$(grep -cE '^(test| ) .* \.\.\. ok|^ok [0-9]+ +[-+] ' "$ROOT/.tmp/test/installcheck.log" || true)
+failed=$(grep -cE '^(test| ) .* \.\.\. FAILED|^not ok [0-9]+ +[-+] ' "$ROOT/.tmp/test/installcheck.log" || true)
 expected=$(sed -n 's/^REGRESS = //p' "$ROOT/Makefile" | wc -w)
 if [ $((passed + failed)) -ne "$expected" ]; then
     echo "pg_regress ran $((passed + failed)) of $expected tests" >&2

@@ -62,7 +62,9 @@ def test_capture_is_one_parameterised_call_on_portfolio_db() -> None:
     assert capture.conn_id == "portfolio_db"
     assert "capture_all_snapshots(%(snapshot_date)s::date, 'airflow')" in capture.sql
     assert set(capture.parameters) == {"snapshot_date"}
-    assert "resolve_snapshot_date" in capture.parameters["snapshot_date"]
+    # the resolved date's XCom, passed as an XComArg (which also makes the dependency)
+    date_arg = capture.parameters["snapshot_date"]
+    assert date_arg.operator.task_id == "resolve_snapshot_date" and date_arg.key == "return_value"
 
 
 def test_tasks_run_in_order() -> None:
