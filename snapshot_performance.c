@@ -24,9 +24,9 @@
  *	  counted.
  *	- The money-weighted return is the internal rate of return of the
  *	  start value (paid in at the first date), the flows (in at the start of
- *	  their day, out at its end) and the end value, with 365-day years,
- *	  solved by Newton's method safeguarded by bisection on ln(1 + r) to
- *	  1e-12 (1e-10 in r).
+ *	  their day, out at its end) and the end value, over the period; solved
+ *	  by Newton's method safeguarded by bisection on the logarithm of the
+ *	  period's growth, to 1e-13.  Annualised with 365-day years.
  *	- Annualised figures only for periods of 365 days or more.
  *	- Rates are computed in double precision and returned as numeric rounded
  *	  to 10 decimal places; money (net worth, contributions, gain) is
@@ -322,10 +322,15 @@ compute_series(PerfSeries *series)
 	}
 }
 
-/* The IRR equation on x = ln(1 + r): its value and derivative. */
+/*
+ * The IRR equation on x = ln(1 + the period's return), with each cash flow
+ * at its fraction of the period: its value and derivative.  Solving for
+ * the period's growth, not the year's, keeps x within reach for any
+ * realistic period (a 20% day is x = 0.18, where per year it would be 66).
+ */
 typedef struct Cashflow
 {
-	double		years;
+	double		at;				/* fraction of the period, 0 to 1 */
 	double		amount;			/* to the investor: paid in < 0 */
 } Cashflow;
 
@@ -336,23 +341,25 @@ irr_equation(const Cashflow *flows, int n, double x, double *value, double *slop
 	*slope = 0.0;
 	for (int i = 0; i < n; i++)
 	{
-		double		term = flows[i].amount * exp(-x * flows[i].years);
+		double		term = flows[i].amount * exp(-x * flows[i].at);
 
 		*value += term;
-		*slope -= flows[i].years * term;
+		*slope -= flows[i].at * term;
 	}
 }
 
 /*
- * The annual internal rate of return of the series' money: the start value
- * paid in, the flows (in at the start of their day, out at its end), the
- * end value paid out.  NaN when there is none to be found.
+ * The internal rate of return of the series' money over the whole period
+ * (not per year): the start value paid in, the flows (in at the start of
+ * their day, out at its end), the end value paid out.  NaN when there is
+ * none to be found.
  */
 static double
 money_weighted_return(const PerfSeries *series)
 {
 	const PerfDay *first = &series->days[0];
 	const PerfDay *last = &series->days[series->ndays - 1];
+	double		period = last->date - first->date;
 	Cashflow   *flows = palloc(sizeof(Cashflow) * (series->ndays + 1));
 	int			n = 0;
 	double		lo = 0.0,
@@ -366,7 +373,7 @@ money_weighted_return(const PerfSeries *series)
 
 	if (last->date == first->date)
 		return NAN;
-	flows[n].years = 0.0;
+	flows[n].at = 0.0;
 	flows[n++].amount = -first->nw;
 	for (int i = 1; i < series->ndays; i++)
 	{
@@ -374,11 +381,11 @@ money_weighted_return(const PerfSeries *series)
 
 		if (day->flow == 0.0)
 			continue;
-		flows[n].years = (day->flow > 0 ? day->date - 1 - first->date : day->date - first->date)
-			/ YEAR_DAYS;
+		flows[n].at = (day->flow > 0 ? day->date - 1 - first->date : day->date - first->date)
+			/ period;
 		flows[n++].amount = -day->flow;
 	}
-	flows[n].years = (last->date - first->date) / YEAR_DAYS;
+	flows[n].at = 1.0;
 	flows[n++].amount = last->nw;
 
 	/* bracket a root, outward from r = 0 (x = 0) on both sides */
@@ -496,8 +503,9 @@ portfolio_performance(PG_FUNCTION_ARGS)
 	values[7] = rate_datum(twr, &nulls[7]);
 	values[8] = rate_datum(days >= YEAR_DAYS ? pow(1.0 + twr, YEAR_DAYS / days) - 1.0 : NAN,
 						   &nulls[8]);
-	values[9] = rate_datum(isfinite(mwr) ? pow(1.0 + mwr, days / YEAR_DAYS) - 1.0 : NAN, &nulls[9]);
-	values[10] = rate_datum(days >= YEAR_DAYS ? mwr : NAN, &nulls[10]);
+	values[9] = rate_datum(mwr, &nulls[9]);
+	values[10] = rate_datum(days >= YEAR_DAYS ? pow(1.0 + mwr, YEAR_DAYS / days) - 1.0 : NAN,
+							&nulls[10]);
 	values[11] = rate_datum(series.max_drawdown, &nulls[11]);
 	nulls[12] = nulls[13] = series.peak < 0;
 	values[12] = series.peak < 0 ? (Datum) 0 : DateADTGetDatum(series.days[series.peak].date);

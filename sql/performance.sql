@@ -9,7 +9,7 @@
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
-SELECT plan(29);
+SELECT plan(30);
 
 -- a snapshot with the figures the functions read (the others are zero)
 CREATE FUNCTION pg_temp.snap(portfolio text, d date, net_worth numeric, net_contribution numeric,
@@ -148,6 +148,19 @@ SELECT results_eq(
     $$SELECT daily_return, twr_index FROM snapshot.performance_series('f0000000-0000-0000-0000-000000000002', '2026-05-01', '2026-05-31')$$,
     $$VALUES (NULL::numeric, 1.0000000000), (NULL, 1.0000000000), (NULL, 1.0000000000), (NULL, 1.0000000000)$$,
     'F: ... NULL in the series, the index unchanged');
+
+-- Extreme periods: +20% in one day (per year that growth has a logarithm of
+-- 66, so the rate is solved per period), and -99.99% in three days.
+SELECT pg_temp.snap('f1000000-0000-0000-0000-000000000001', '2026-05-10', 100, 100, 100);
+SELECT pg_temp.snap('f1000000-0000-0000-0000-000000000001', '2026-05-11', 120, 100);
+SELECT pg_temp.snap('f1000000-0000-0000-0000-000000000002', '2026-05-10', 10000, 10000, 10000);
+SELECT pg_temp.snap('f1000000-0000-0000-0000-000000000002', '2026-05-13', 1, 10000);
+SELECT results_eq(
+    $$SELECT p.time_weighted_return, p.money_weighted_return
+        FROM unnest(ARRAY['f1000000-0000-0000-0000-000000000001', 'f1000000-0000-0000-0000-000000000002']::uuid[]) AS id,
+             LATERAL snapshot.portfolio_performance(id, '2026-05-01', '2026-05-31') AS p$$,
+    $$VALUES (0.2000000000, 0.2000000000), (-0.9999000000, -0.9999000000)$$,
+    'extreme periods: +20% in a day and -99.99% in three days, both returns');
 
 -- G. Portfolio Performance's own worked example (portfolio-help,
 -- docs/en/concepts/performance/time-weighted.md, "TTWROR at portfolio
