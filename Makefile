@@ -1,7 +1,7 @@
 # Makefile for the snapshot extension (PGXS)
 
 MODULE_big = snapshot
-OBJS = snapshot.o snapshot_amount.o snapshot_parallel.o snapshot_performance.o snapshot_source.o snapshot_valuation.o
+OBJS = snapshot.o snapshot_amount.o snapshot_capture.o snapshot_parallel.o snapshot_performance.o snapshot_source.o snapshot_valuation.o
 
 EXTENSION = snapshot
 DATA = snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot--1.2--1.3.sql

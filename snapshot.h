@@ -234,6 +234,20 @@ typedef struct BatchColumn
 	Size		size;			/* bytes allocated */
 } BatchColumn;
 
+struct Capture;
+
+/*
+ * A receiver of what a walk values, in place of the batch and
+ * snapshot_run_errors, as a DestReceiver receives tuples.
+ */
+typedef struct CaptureSink
+{
+	void		(*figures) (struct Capture *cap, const pg_uuid_t *id,
+							const char *base_currency, const SnapshotFigures *f);
+	void		(*error) (struct Capture *cap, const pg_uuid_t *id, int sqlerrcode,
+						  const char *message, const char *detail);
+} CaptureSink;
+
 /* The state of one capture, all or one, or of one worker's share of it. */
 typedef struct Capture
 {
@@ -249,9 +263,11 @@ typedef struct Capture
 	TimestampTz captured_at;
 
 	/*
-	 * In a valuation worker: where valued portfolios and errors go instead of
-	 * the batch and snapshot_run_errors.
+	 * Where valued portfolios and errors go instead of the batch and
+	 * snapshot_run_errors (a valuation worker's queue), or NULL; out is the
+	 * queue the worker's sink writes to.
 	 */
+	const struct CaptureSink *sink;
 	struct shm_mq_handle *out;
 
 	/* the batch of valued portfolios not yet written */
@@ -271,27 +287,11 @@ typedef struct Capture
 	int			workers;		/* valuation workers that took part */
 } Capture;
 
-/* snapshot.c: the capture steps a valuation worker shares with the leader */
-extern PGDLLIMPORT int snapshot_batch_size;
-extern void snapshot_capture_setup(Capture *cap, Oid nspid, DateADT snapshot_date);
-extern void snapshot_load_market_data(Capture *cap);
-extern void snapshot_walk(Capture *cap);
-extern void snapshot_batch_add(Capture *cap, const void *const *fields);
-extern void snapshot_batch_flush(Capture *cap);
-extern void snapshot_record_error(Capture *cap, const pg_uuid_t *portfolio_id,
-								  int sqlerrcode, const char *message,
-								  const char *detail);
-
-/* snapshot_parallel.c */
+/* snapshot_parallel.c: the leader's side, called by the entry points */
 extern int	snapshot_max_workers;
 extern int	snapshot_portfolios_per_worker;
 extern int	snapshot_parallel_workers(Capture *cap, bool wrote_before);
 extern void snapshot_walk_parallel(Capture *cap, int nworkers);
-extern void snapshot_send_figures(Capture *cap, const pg_uuid_t *id,
-								  const char *base_currency,
-								  const SnapshotFigures *f);
-extern void snapshot_send_error(Capture *cap, const pg_uuid_t *id, int sqlerrcode,
-								const char *message, const char *detail);
 
 /* snapshot_valuation.c */
 extern TxnType snapshot_parse_txn_type(const char *type_text);

@@ -56,6 +56,7 @@
 #include "utils/wait_event.h"
 
 #include "snapshot.h"
+#include "snapshot_capture.h"
 #include "snapshot_source.h"
 
 int			snapshot_max_workers = 2;
@@ -260,8 +261,8 @@ start_message(char type)
 /*
  * In a worker: send one valued portfolio to the leader.
  */
-void
-snapshot_send_figures(Capture *cap, const pg_uuid_t *id, const char *base_currency,
+static void
+send_figures(Capture *cap, const pg_uuid_t *id, const char *base_currency,
 					  const SnapshotFigures *f)
 {
 	Numeric		figures[10] = {f->market_value, f->cash_balance, f->net_worth, f->total_cost,
@@ -283,8 +284,8 @@ snapshot_send_figures(Capture *cap, const pg_uuid_t *id, const char *base_curren
 /*
  * In a worker: send one portfolio that could not be valued to the leader.
  */
-void
-snapshot_send_error(Capture *cap, const pg_uuid_t *id, int sqlerrcode,
+static void
+send_error(Capture *cap, const pg_uuid_t *id, int sqlerrcode,
 					const char *message_text, const char *detail)
 {
 	StringInfo	buf = start_message('f');
@@ -299,6 +300,9 @@ snapshot_send_error(Capture *cap, const pg_uuid_t *id, int sqlerrcode,
 		put_bytes(buf, detail, strlen(detail));
 	send_message(cap, buf, false);
 }
+
+/* A worker's sink: everything its walk values goes to the leader. */
+static const CaptureSink queue_sink = {send_figures, send_error};
 
 /*
  * Act on one message from a worker; true when it says the worker is done.
@@ -631,6 +635,7 @@ snapshot_valuation_worker(Datum main_arg)
 	memset(&cap, 0, sizeof(cap));
 	snapshot_capture_setup(&cap, shared->nspid, shared->snapshot_date);
 	cap.range = shared->ranges[index];
+	cap.sink = &queue_sink;
 	cap.out = mqh;
 	snapshot_load_market_data(&cap);
 	snapshot_walk(&cap);

@@ -8,6 +8,7 @@ export SNAPSHOT_WERROR=1
 
 ensure_packages
 install_extension
+bash "$ROOT/scripts/check_layers.sh"
 start_cluster test "${SNAPSHOT_TEST_PORT:-54332}"
 trap 'stop_cluster test' EXIT
 
