@@ -187,27 +187,6 @@ utc_today(void)
 }
 
 /*
- * A date for a message: YYYY-MM-DD, YYYY-MM-DD BC, infinity or -infinity,
- * whatever the session's DateStyle.
- */
-static char *
-date_text(DateADT d)
-{
-	int			y,
-				m,
-				day;
-
-	if (DATE_IS_NOBEGIN(d))
-		return "-infinity";
-	if (DATE_IS_NOEND(d))
-		return "infinity";
-	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
-	if (y <= 0)
-		return psprintf("%04d-%02d-%02d BC", 1 - y, m, day);
-	return snapshot_date_iso(d);
-}
-
-/*
  * Reject a snapshot date that is NULL, not finite, before snapshot.min_date
  * (BC dates always are), or after today (UTC): every capture function
  * checks its date here, before anything is written.
@@ -225,7 +204,7 @@ check_snapshot_date(FunctionCallInfo fcinfo, int argno)
 	if (DATE_NOT_FINITE(d) || d < snapshot_min_date)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("snapshot_date %s is out of range", date_text(d)),
+				errmsg("snapshot_date %s is out of range", snapshot_date_iso(d)),
 				errdetail("A snapshot date runs from snapshot.min_date, %s, to today, %s in UTC.",
 						  snapshot_date_iso(snapshot_min_date), snapshot_date_iso(utc_today())),
 				errhint("A superuser may lower snapshot.min_date to capture earlier days."));
@@ -558,7 +537,8 @@ snapshot_configure(PG_FUNCTION_ARGS)
 	const char *cost_method = PG_ARGISNULL(5) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(5));
 	List	   *path = NIL;
 	Oid			owner;
-	StringInfoData names;
+	char	   *names[SOURCE_RELATIONS];
+	StringInfoData listing;
 	Oid			types[7] = {OIDOID, OIDOID, OIDOID, OIDOID, OIDOID, TEXTOID, INT4OID};
 	Datum		values[7];
 	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
@@ -616,21 +596,21 @@ snapshot_configure(PG_FUNCTION_ARGS)
 					errdetail("It was given as the %s relation.", snapshot_source_roles[i]));
 	}
 
-	owner = snapshot_check_sources(relids, true);
+	owner = snapshot_check_sources(relids, true, names);
 
-	initStringInfo(&names);
+	initStringInfo(&listing);
 	for (int i = 0; i < SOURCE_RELATIONS; i++)
 		if (OidIsValid(relids[i]))
-			appendStringInfo(&names, "%s%s %s", names.len ? ", " : "", snapshot_source_roles[i],
-							 snapshot_source_name(relids[i], snapshot_source_roles[i]));
+			appendStringInfo(&listing, "%s%s %s", listing.len ? ", " : "", snapshot_source_roles[i],
+							 names[i]);
 	ereport(NOTICE,
-			errmsg("snapshot will read %s as role %s", names.data, GetUserNameFromId(owner, false)),
+			errmsg("snapshot will read %s as role %s", listing.data, GetUserNameFromId(owner, false)),
 			errdetail("Captures read the configured relations with their owner's rights."));
 
 	/* the walk reads the ledger in (portfolio_id, transaction_date, id) order */
 	if (!snapshot_ledger_has_walk_index(relids[SOURCE_TRANSACTIONS]))
 	{
-		char	   *ledger = snapshot_source_name(relids[SOURCE_TRANSACTIONS], "transactions");
+		char	   *ledger = names[SOURCE_TRANSACTIONS];
 
 		ereport(NOTICE,
 				errmsg("relation %s has no index that serves the ledger walk", ledger),

@@ -84,6 +84,7 @@ load_config(Capture *cap)
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
+	char	   *names[SNAPSHOT_RELATIONS];
 	char	  **targets[SNAPSHOT_RELATIONS] = {&cap->config.portfolios, &cap->config.assets,
 		&cap->config.transactions, &cap->config.prices, &cap->config.fx_rates};
 
@@ -128,10 +129,9 @@ load_config(Capture *cap)
 	 * The relations as they are now, not as they were configured; locked
 	 * first, so that they stay so until this capture ends.
 	 */
-	cap->config.owner = snapshot_check_sources(cap->config.relids, true);
+	cap->config.owner = snapshot_check_sources(cap->config.relids, true, names);
 	for (int i = 0; i < SNAPSHOT_RELATIONS; i++)
-		*targets[i] = OidIsValid(cap->config.relids[i])
-			? snapshot_source_name(cap->config.relids[i], snapshot_source_roles[i]) : NULL;
+		*targets[i] = names[i];
 }
 
 /*

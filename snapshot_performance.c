@@ -53,6 +53,7 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
+#include "snapshot.h"
 #include "snapshot_performance.h"
 
 PG_FUNCTION_INFO_V1(portfolio_performance);
@@ -98,20 +99,6 @@ typedef struct PerfSeries
 static SPIPlanPtr period_plan = NULL;
 static SPIPlanPtr exists_plan = NULL;
 static Oid	plans_nsp = InvalidOid;
-
-/* A date as YYYY-MM-DD (or infinity), whatever the session's DateStyle. */
-static char *
-date_iso(DateADT d)
-{
-	int			y,
-				m,
-				day;
-
-	if (DATE_NOT_FINITE(d))
-		return DATE_IS_NOBEGIN(d) ? "-infinity" : "infinity";
-	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
-	return y > 0 ? psprintf("%04d-%02d-%02d", y, m, day) : psprintf("%04d-%02d-%02d BC", 1 - y, m, day);
-}
 
 static double
 numeric_to_double(Numeric n)
@@ -196,7 +183,7 @@ read_series(FunctionCallInfo fcinfo, PerfSeries *series)
 	if (from > to)
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				errmsg("from_date %s is after to_date %s", date_iso(from), date_iso(to)));
+				errmsg("from_date %s is after to_date %s", snapshot_date_iso(from), snapshot_date_iso(to)));
 
 	memset(series, 0, sizeof(PerfSeries));
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -223,7 +210,7 @@ read_series(FunctionCallInfo fcinfo, PerfSeries *series)
 		ereport(NOTICE,
 				errmsg("portfolio %s has no snapshot from %s to %s",
 					   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))),
-					   date_iso(from), date_iso(to)));
+					   snapshot_date_iso(from), snapshot_date_iso(to)));
 		SPI_finish();
 		return;
 	}
@@ -252,7 +239,7 @@ read_series(FunctionCallInfo fcinfo, PerfSeries *series)
 					errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					errmsg("the base currency of portfolio %s changes from %s to %s on %s",
 						   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id))),
-						   series->base_currency, currency, date_iso(DatumGetDateADT(d[0]))),
+						   series->base_currency, currency, snapshot_date_iso(DatumGetDateADT(d[0]))),
 					errdetail("Returns are computed in one base currency."),
 					errhint("Ask for a period on one side of the change."));
 		old = MemoryContextSwitchTo(caller);

@@ -254,11 +254,11 @@ check_column(Oid relid, const char *relname, const SourceColumn *col)
  * Check the configured relations from the catalogs; see the header.
  */
 Oid
-snapshot_check_sources(const Oid relids[SOURCE_RELATIONS], bool lock)
+snapshot_check_sources(const Oid relids[SOURCE_RELATIONS], bool lock,
+					   char *names[SOURCE_RELATIONS])
 {
 	Oid			owner = InvalidOid;
 	SourceRelation owner_rel = SOURCE_PORTFOLIOS;
-	char	   *names[SOURCE_RELATIONS];
 
 	for (int i = 0; i < SOURCE_RELATIONS; i++)
 	{

@@ -33,9 +33,11 @@ extern const char *const snapshot_source_roles[SOURCE_RELATIONS];
  * capture reads, of a type and with a cast to the type read that a
  * superuser owns.  With lock, each is first locked in AccessShareLock, so
  * that nothing checked can change until the transaction ends.  Returns the
- * owner.  relids[SOURCE_FX_RATES] may be InvalidOid.
+ * owner, and sets names[] to their quoted, qualified names (NULL where a
+ * relation is not configured).  relids[SOURCE_FX_RATES] may be InvalidOid.
  */
-extern Oid	snapshot_check_sources(const Oid relids[SOURCE_RELATIONS], bool lock);
+extern Oid	snapshot_check_sources(const Oid relids[SOURCE_RELATIONS], bool lock,
+								   char *names[SOURCE_RELATIONS]);
 
 /* The quoted, schema-qualified name of a relation (42P01 when it is gone). */
 extern char *snapshot_source_name(Oid relid, const char *role);

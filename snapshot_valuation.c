@@ -237,7 +237,8 @@ snapshot_utc_date(TimestampTz ts)
 }
 
 /*
- * A date as YYYY-MM-DD, whatever the session's DateStyle.
+ * A date as YYYY-MM-DD (YYYY-MM-DD BC, infinity, -infinity), whatever the
+ * session's DateStyle.
  */
 char *
 snapshot_date_iso(DateADT d)
@@ -246,6 +247,8 @@ snapshot_date_iso(DateADT d)
 				m,
 				day;
 
+	if (DATE_NOT_FINITE(d))
+		return DATE_IS_NOBEGIN(d) ? "-infinity" : "infinity";
 	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
 
 	/* the positions array prints one per open position: no format parsing */
@@ -266,6 +269,8 @@ snapshot_date_iso(DateADT d)
 		out[10] = '\0';
 		return out;
 	}
+	if (y <= 0)
+		return psprintf("%04d-%02d-%02d BC", 1 - y, m, day);
 	return psprintf("%04d-%02d-%02d", y, m, day);
 }
 
