@@ -1,7 +1,14 @@
 # Makefile for the snapshot extension (PGXS)
 
 MODULE_big = snapshot
-OBJS = snapshot.o snapshot_amount.o snapshot_capture.o snapshot_parallel.o snapshot_performance.o snapshot_source.o snapshot_valuation.o
+# in layer order, top first (scripts/check_layers.sh checks that calls go down)
+OBJS = snapshot.o \
+	snapshot_leader.o snapshot_worker.o snapshot_performance.o \
+	snapshot_walk.o snapshot_writer.o \
+	snapshot_reads.o snapshot_source.o \
+	snapshot_row.o \
+	snapshot_valuation.o snapshot_positions.o \
+	snapshot_amount.o
 
 EXTENSION = snapshot
 DATA = snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot--1.2--1.3.sql
@@ -13,6 +20,10 @@ REGRESS_OPTS = --load-extension=plpgsql
 
 # -Werror where it is wanted: scripts/test.sh (and so CI) builds with WERROR=-Werror
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter $(WERROR)
+
+# Export only what the server calls by name (PGDLLEXPORT), as PostgreSQL 16
+# builds extensions; snapshot.h says which.
+PG_CFLAGS += -fvisibility=hidden '-DPGDLLEXPORT=__attribute__((visibility("default")))'
 
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)

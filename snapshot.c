@@ -1,17 +1,21 @@
 /*-------------------------------------------------------------------------
  *
  * snapshot.c
- *	  SQL-callable entry points of the snapshot extension: the settings,
- *	  argument checks, the once-per-transaction rule, the run's start and
- *	  finish, and snapshot_configure().  The capture's machinery is in
- *	  snapshot_capture.c, the valuation workers in snapshot_parallel.c.
+ *	  SQL-callable entry points of the snapshot extension: _PG_init, argument
+ *	  checks, the once-per-transaction rule, the run's start and finish, and
+ *	  snapshot_configure().  The layers below, top first: the valuation
+ *	  workers (snapshot_leader.c, snapshot_worker.c), the walk and the
+ *	  writer (snapshot_walk.c, snapshot_writer.c), the reads
+ *	  (snapshot_reads.c, snapshot_source.c), the row descriptor
+ *	  (snapshot_row.c), the valuation (snapshot_valuation.c,
+ *	  snapshot_positions.c) and the amounts (snapshot_amount.c); see
+ *	  scripts/check_layers.sh.
  *
  * capture_all_snapshots() and capture_snapshot() share one path: merge two
  * index-ordered cursors (portfolios by id, the ledger by portfolio, date and
- * id) into one ledger per portfolio, value each (snapshot_valuation.c) and
- * upsert the figures in batches.  The only differences are a filter on one
- * portfolio, and whether a portfolio's data error is isolated and recorded
- * (all) or raised (one).
+ * id) into one ledger per portfolio, value each and upsert the rows in
+ * batches.  The only differences are a filter on one portfolio, and whether
+ * a portfolio's data error is isolated and recorded (all) or raised (one).
  *
  *-------------------------------------------------------------------------
  */
@@ -41,13 +45,24 @@
 #include "utils/snapmgr.h"
 
 #include "snapshot.h"
-#include "snapshot_capture.h"
-#include "snapshot_source.h"
+#include "snapshot_leader.h"
+#include "snapshot_writer.h"
 
 PG_MODULE_MAGIC;
 
-StaticAssertDecl(SNAPSHOT_RELATIONS == SOURCE_RELATIONS,
-				 "the configuration holds one OID per source relation");
+/* One capture, all or one: what it reads, values and writes. */
+typedef struct Capture
+{
+	Oid			nspid;			/* the extension's schema */
+	const char *nsp;			/* ... quoted */
+	SnapshotConfig config;
+	MarketData	md;
+	int64		skipped_market; /* market-data rows skipped */
+	Walk		walk;
+	SnapshotWriter writer;
+	int64		total;			/* portfolios (capture of all), for progress */
+	int			workers;		/* valuation workers that took part */
+} Capture;
 
 /* snapshot.min_date: the earliest date a capture accepts, and its text */
 static char *snapshot_min_date_text = NULL;
@@ -65,8 +80,6 @@ static bool xact_captured_date = false;
 static DateADT xact_capture_date = 0;
 static SubTransactionId xact_all_subxid = InvalidSubTransactionId;
 static SubTransactionId xact_date_subxid = InvalidSubTransactionId;
-
-void		_PG_init(void);
 
 PG_FUNCTION_INFO_V1(capture_all_snapshots);
 PG_FUNCTION_INFO_V1(capture_all_snapshots_if_missing);
@@ -137,20 +150,15 @@ capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 }
 
 /*
- * Module load: define and reserve the snapshot.* settings.  Each bounds the
- * work of a capture, so only a superuser may change it.
+ * Module load: each module defines its snapshot.* settings, and the prefix is
+ * reserved.  Each setting bounds the work of a capture, so only a superuser
+ * may change it.
  */
 void
 _PG_init(void)
 {
-	DefineCustomIntVariable("snapshot.batch_size",
-							"Portfolios valued and written per batch by the capture functions.",
-							"The ledger cursor is fetched ten rows per portfolio of a batch at a time; "
-							"a batch is also written once it holds 32 MB.",
-							&snapshot_batch_size,
-							1000, 1, 100000,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
+	snapshot_writer_init();
+	snapshot_leader_init();
 	DefineCustomStringVariable("snapshot.min_date",
 							   "The earliest snapshot date a capture accepts.",
 							   "Earlier dates are refused, so that no call creates partitions for them.",
@@ -158,21 +166,6 @@ _PG_init(void)
 							   "1970-01-01",
 							   PGC_SUSET, 0,
 							   check_min_date, assign_min_date, NULL);
-	DefineCustomIntVariable("snapshot.max_workers",
-							"Background workers that value portfolios for one capture_all_snapshots() call.",
-							"The calling backend writes the snapshots while the workers walk and value "
-							"ranges of portfolios; 0 values every portfolio in the calling backend.",
-							&snapshot_max_workers,
-							2, 0, 64,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
-	DefineCustomIntVariable("snapshot.portfolios_per_worker",
-							"Portfolios each valuation worker is given at least.",
-							"Smaller captures use fewer workers, or none.",
-							&snapshot_portfolios_per_worker,
-							10000, 1, INT_MAX,
-							PGC_SUSET, 0,
-							NULL, NULL, NULL);
 	MarkGUCPrefixReserved("snapshot");
 	RegisterSubXactCallback(capture_subxact_callback, NULL);
 }
@@ -260,15 +253,40 @@ claim_transaction_capture(DateADT d, bool all)
 }
 
 /*
+ * Open SPI and load and check the configuration: the bracket both capture
+ * functions open.  Everything allocated lives until SPI_finish().
+ */
+static void
+capture_setup(Capture *cap, FunctionCallInfo fcinfo, DateADT snapshot_date)
+{
+	memset(cap, 0, sizeof(Capture));
+	cap->nspid = get_func_namespace(fcinfo->flinfo->fn_oid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "snapshot: SPI_connect failed");
+	cap->nsp = quote_identifier(get_namespace_name(cap->nspid));
+	snapshot_load_config(&cap->config, cap->nspid, cap->nsp);
+	cap->md.snapshot_date = snapshot_date;
+	cap->md.cost_method = cap->config.cost_method;
+	cap->md.stale_after_days = cap->config.stale_after_days;
+	cap->walk.config = &cap->config;
+	cap->walk.md = &cap->md;
+	cap->walk.sink = &cap->writer.sink;
+	cap->walk.batch_size = snapshot_batch_size;
+}
+
+/*
  * Read the sources under one snapshot and write the snapshots: the shared
  * middle of both capture functions.  wrote_before says whether the calling
  * transaction had written anything before the capture began (which
  * valuation workers, in transactions of their own, could not see).
  */
 static void
-capture_run(Capture *cap, const char *triggered_by, bool wrote_before)
+capture_run(Capture *cap, const char *triggered_by, int64 run_id, bool wrote_before)
 {
+	DateADT		date = cap->md.snapshot_date;
+	bool		single = cap->walk.scope.single;
 	int			nworkers;
+	Datum		metadata;
 
 	/*
 	 * Every read below is read-only SPI under this one snapshot, so all
@@ -278,24 +296,29 @@ capture_run(Capture *cap, const char *triggered_by, bool wrote_before)
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	/* with workers, the leader needs market data only for a range of its own */
-	nworkers = cap->single ? 0 : snapshot_parallel_workers(cap, wrote_before);
+	nworkers = single ? 0 : snapshot_parallel_workers(&cap->config, cap->total, wrote_before);
 	if (nworkers == 0)
-		snapshot_load_market_data(cap);
-	cap->metadata = snapshot_build_metadata(cap, triggered_by);
-	snapshot_ensure_partition(cap, cap->md.snapshot_date);
+		snapshot_read_market_data(&cap->config, &cap->walk.scope, &cap->md,
+								  &cap->skipped_market);
+	metadata = snapshot_build_metadata(triggered_by, cap->config.cost_method_name,
+									   cap->config.stale_after_days, run_id);
+	snapshot_ensure_partition(cap->nspid, cap->nsp, date);
 
 	/*
 	 * A capture in the current month also creates next month's partition, so
 	 * that the first captures of a month find it committed and never wait
 	 * for one another's uncommitted partition.
 	 */
-	if (snapshot_month_of(cap->md.snapshot_date).next == snapshot_month_of(utc_today()).next)
-		snapshot_ensure_partition(cap, snapshot_month_of(cap->md.snapshot_date).next);
-	snapshot_prepare_upsert(cap);
+	if (snapshot_month_of(date).next == snapshot_month_of(utc_today()).next)
+		snapshot_ensure_partition(cap->nspid, cap->nsp, snapshot_month_of(date).next);
+	snapshot_writer_begin(&cap->writer, cap->nsp, date, run_id, metadata,
+						  single ? -1 : cap->total);
 	if (nworkers > 0)
-		snapshot_walk_parallel(cap, nworkers);
+		cap->workers = snapshot_walk_parallel(&cap->walk, &cap->md, &cap->skipped_market,
+											  nworkers, cap->total, cap->nspid);
 	else
-		snapshot_walk(cap);
+		snapshot_walk(&cap->walk);
+	snapshot_writer_flush(&cap->writer);
 	PopActiveSnapshot();
 }
 
@@ -340,92 +363,90 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 	const char *status;
 	Datum		result;
 	bool		wrote_before;
+	int64		run_id;
+	int64		skipped;
 
 	claim_transaction_capture(snapshot_date, true);
 
 	/* before the lock and the run row below give this transaction an XID */
 	wrote_before = TransactionIdIsValid(GetTopTransactionIdIfAny());
 
-	memset(&cap, 0, sizeof(cap));
-	snapshot_capture_setup(&cap, get_func_namespace(fcinfo->flinfo->fn_oid), snapshot_date);
+	capture_setup(&cap, fcinfo, snapshot_date);
 
 	/* one capture of a date at a time; the second waits, then replaces */
-	snapshot_lock_date(&cap, snapshot_date);
+	snapshot_lock_date(cap.nsp, snapshot_date);
 	pgstat_report_activity(STATE_RUNNING, "capture_all_snapshots: counting the portfolios");
 
 	if (if_missing)
 	{
 		values[0] = DateADTGetDatum(snapshot_date);
 		snapshot_spi_run(psprintf("SELECT r.* FROM %s.snapshot_runs r"
-						 " WHERE r.snapshot_date OPERATOR(pg_catalog.=) $1"
-						 " AND r.status OPERATOR(pg_catalog.=) 'succeeded'"
-						 " ORDER BY r.run_id DESC LIMIT 1", cap.nsp),
-				1, types, values, NULL, true, SPI_OK_SELECT);
+								  " WHERE r.snapshot_date OPERATOR(pg_catalog.=) $1"
+								  " AND r.status OPERATOR(pg_catalog.=) 'succeeded'"
+								  " ORDER BY r.run_id DESC LIMIT 1", cap.nsp),
+						 1, types, values, NULL, true, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 		{
+			bool		covered;
+
 			result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0],
 													 SPI_tuptable->tupdesc));
 			PushActiveSnapshot(GetTransactionSnapshot());
-			if (snapshot_date_is_covered(&cap))
+			covered = snapshot_date_is_covered(&cap.config, cap.nsp, snapshot_date);
+			PopActiveSnapshot();
+			if (covered)
 			{
-				PopActiveSnapshot();
 				SPI_finish();
 				pgstat_report_activity(STATE_RUNNING, saved_activity);
 				PG_RETURN_DATUM(result);
 			}
-			PopActiveSnapshot();
 		}
 	}
 
 	PushActiveSnapshot(GetTransactionSnapshot());
-	snapshot_source_query(cap.config.owner,
-						  psprintf("SELECT pg_catalog.count(*) FROM %s p WHERE p.id IS NOT NULL",
-								   cap.config.portfolios),
-						  0, NULL, NULL, 0);
-	cap.total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											1, &isnull));
+	cap.total = snapshot_count_portfolios(&cap.config);
 	PopActiveSnapshot();
 
 	values[0] = DateADTGetDatum(snapshot_date);
 	values[1] = CStringGetTextDatum(triggered_by);
 	snapshot_spi_run(psprintf("INSERT INTO %s.snapshot_runs (snapshot_date, triggered_by, status, started_at)"
-					 " VALUES ($1, $2, 'running', pg_catalog.clock_timestamp()) RETURNING run_id",
-					 cap.nsp),
-			2, types, values, NULL, false, SPI_OK_INSERT_RETURNING);
-	cap.run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											 1, &isnull));
+							  " VALUES ($1, $2, 'running', pg_catalog.clock_timestamp()) RETURNING run_id",
+							  cap.nsp),
+					 2, types, values, NULL, false, SPI_OK_INSERT_RETURNING);
+	run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										 1, &isnull));
 
-	snapshot_report_progress(&cap);
-	capture_run(&cap, triggered_by, wrote_before);
+	capture_run(&cap, triggered_by, run_id, wrote_before);
 
-	if (cap.skipped_market + cap.skipped_walk > 0)
+	skipped = cap.skipped_market + cap.walk.skipped;
+	if (skipped > 0)
 		ereport(NOTICE,
 				errmsg("capture of %s skipped " INT64_FORMAT " source rows",
-					   snapshot_date_iso(snapshot_date), cap.skipped_market + cap.skipped_walk),
+					   snapshot_date_iso(snapshot_date), skipped),
 				errdetail("Market-data rows with a NULL or out-of-bounds value: " INT64_FORMAT
 						  "; portfolio and ledger rows without a portfolio id: " INT64_FORMAT ".",
-						  cap.skipped_market, cap.skipped_walk));
+						  cap.skipped_market, cap.walk.skipped));
 
-	if (cap.failed == 0)
+	if (cap.writer.failed == 0)
 		status = "succeeded";
-	else if (cap.captured == 0)
+	else if (cap.writer.captured == 0)
 		status = "failed";
 	else
 		status = "partial";
-	values[0] = Int64GetDatum(cap.run_id);
+	values[0] = Int64GetDatum(run_id);
 	values[1] = CStringGetTextDatum(status);
-	values[2] = Int64GetDatum(cap.walked);
-	values[3] = Int64GetDatum(cap.captured);
-	values[4] = Int64GetDatum(cap.failed);
+	values[2] = Int64GetDatum(cap.walk.walked);
+	values[3] = Int64GetDatum(cap.writer.captured);
+	values[4] = Int64GetDatum(cap.writer.failed);
 	values[5] = Int64GetDatum(cap.workers);
-	values[6] = Int64GetDatum(cap.skipped_market + cap.skipped_walk);
+	values[6] = Int64GetDatum(skipped);
 	types[0] = INT8OID;
 	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = $2,"
-					 " finished_at = pg_catalog.clock_timestamp(), portfolios = $3,"
-					 " captured = $4, failed = $5, workers = $6, skipped_rows = $7"
-					 " WHERE run_id OPERATOR(pg_catalog.=) $1 RETURNING *",
-					 cap.nsp),
-			7, types, values, NULL, false, SPI_OK_UPDATE_RETURNING);
+							  " finished_at = pg_catalog.clock_timestamp(), portfolios = $3,"
+							  " captured = $4, failed = $5, workers = $6, skipped_rows = $7"
+							  " WHERE run_id OPERATOR(pg_catalog.=) $1 RETURNING *",
+							  cap.nsp),
+					 7, types, values, NULL, false, SPI_OK_UPDATE_RETURNING);
 	result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
 
 	SPI_finish();
@@ -492,19 +513,19 @@ capture_snapshot(PG_FUNCTION_ARGS)
 	snapshot_date = check_snapshot_date(fcinfo, 1);
 	claim_transaction_capture(snapshot_date, false);
 
-	memset(&cap, 0, sizeof(cap));
-	cap.single = true;
-	cap.portfolio_id = *PG_GETARG_UUID_P(0);
-	snapshot_capture_setup(&cap, get_func_namespace(fcinfo->flinfo->fn_oid), snapshot_date);
-	capture_run(&cap, "capture_snapshot", true);
-	if (cap.walked == 0)
+	capture_setup(&cap, fcinfo, snapshot_date);
+	cap.walk.scope.single = true;
+	cap.walk.scope.portfolio_id = *PG_GETARG_UUID_P(0);
+	capture_run(&cap, "capture_snapshot", 0, true);
+	if (cap.walk.walked == 0)
 		ereport(ERROR,
 				errcode(ERRCODE_NO_DATA_FOUND),
 				errmsg("portfolio %s does not exist",
-					   DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&cap.portfolio_id)))));
+					   DatumGetCString(DirectFunctionCall1(uuid_out,
+														   UUIDPGetDatum(&cap.walk.scope.portfolio_id)))));
 
 	/* read the row back through the parent, whose row type we return */
-	values[0] = UUIDPGetDatum(&cap.portfolio_id);
+	values[0] = UUIDPGetDatum(&cap.walk.scope.portfolio_id);
 	values[1] = DateADTGetDatum(snapshot_date);
 	snapshot_spi_run(psprintf("SELECT s.* FROM %s.portfolio_snapshots s"
 					 " WHERE s.portfolio_id OPERATOR(pg_catalog.=) $1"

@@ -34,7 +34,7 @@
 #include "utils/fmgrprotos.h"
 #include "utils/numeric.h"
 
-#include "snapshot.h"
+#include "snapshot_amount.h"
 
 /* numeric's on-disk format (numeric.c) */
 #define NBASE				10000

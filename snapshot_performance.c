@@ -53,7 +53,7 @@
 #include "utils/tuplestore.h"
 #include "utils/uuid.h"
 
-#include "snapshot.h"
+#include "snapshot_valuation.h"
 #include "snapshot_performance.h"
 
 PG_FUNCTION_INFO_V1(portfolio_performance);

@@ -12,7 +12,7 @@
 
 #include "fmgr.h"
 
-extern Datum portfolio_performance(PG_FUNCTION_ARGS);
-extern Datum performance_series(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum portfolio_performance(PG_FUNCTION_ARGS);
+extern PGDLLEXPORT Datum performance_series(PG_FUNCTION_ARGS);
 
 #endif							/* SNAPSHOT_PERFORMANCE_H */

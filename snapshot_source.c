@@ -408,6 +408,24 @@ snapshot_ledger_has_walk_index(Oid relid)
 	return found;
 }
 
+/*
+ * Run one statement through SPI with parameters, with the capture's own
+ * rights, and check its result code: every statement on the extension's
+ * own tables goes through here or through a prepared plan checked the same
+ * way.  Reads of the sources go through snapshot_source_query() instead.
+ */
+void
+snapshot_spi_run(const char *sql, int nargs, Oid *types, Datum *values,
+				 const char *nulls, bool read_only, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls,
+										   read_only, 0);
+
+	if (rc != expected)
+		elog(ERROR, "snapshot: SPI_execute_with_args returned %s for: %s",
+			 SPI_result_code_string(rc), sql);
+}
+
 /* The rights a read switched from, to switch back to. */
 typedef struct OwnerSwitch
 {

@@ -51,6 +51,10 @@ extern Oid	snapshot_resolve_relation(const char *name, const List *search_path);
 /* Whether a ledger table has an index that serves the ordered walk. */
 extern bool snapshot_ledger_has_walk_index(Oid relid);
 
+/* A statement on the extension's own tables, with the capture's rights. */
+extern void snapshot_spi_run(const char *sql, int nargs, Oid *types, Datum *values,
+							 const char *nulls, bool read_only, int expected);
+
 /*
  * Reads of the sources, always as their owner under
  * SECURITY_RESTRICTED_OPERATION, with any setting the owner's code changes

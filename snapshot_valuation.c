@@ -25,7 +25,8 @@
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
 
-#include "snapshot.h"
+#include "snapshot_positions.h"
+#include "snapshot_valuation.h"
 
 
 /* An open lot (FIFO) of one position. */
@@ -287,6 +288,22 @@ snapshot_currency_id(const MarketData *md, const char *code)
 		return -1;
 	c = hash_search(md->currencies, code, HASH_FIND, NULL);
 	return c ? c->id : -1;
+}
+
+/*
+ * The id of an FX currency (a code of at most SNAPSHOT_CURRENCY_MAXLEN
+ * bytes), numbering it when new: the market data's loader calls it for
+ * each currency of the FX table.
+ */
+int
+snapshot_intern_currency(MarketData *md, const char *code)
+{
+	bool		found;
+	CurrencyInfo *c = hash_search(md->currencies, code, HASH_ENTER, &found);
+
+	if (!found)
+		c->id = (int) hash_get_num_entries(md->currencies) - 1;
+	return c->id;
 }
 
 /*
@@ -623,7 +640,7 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
  */
 static void
 value_position(const MarketData *md, const char *base_currency, int base_id,
-			   Position *pos, ValuedPosition *vp, SnapshotFigures *out)
+			   Position *pos, ValuedPosition *vp, SnapshotRow *out)
 {
 	const AssetInfo *asset = pos->asset;
 	const char *currency = asset->currency;
@@ -637,7 +654,7 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 		if (md->snapshot_date - asset->price_date > md->stale_after_days)
 		{
 			vp->price_source = "stale";
-			out->stale_prices++;
+			out->ints[SNAP_STALE_PRICES]++;
 		}
 		else
 			vp->price_source = "market";
@@ -648,7 +665,7 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 		vp->price_rounded = n_stored(vp->price);
 		vp->price_date = pos->trade_date;
 		vp->price_source = "last_trade";
-		out->missing_prices++;
+		out->ints[SNAP_MISSING_PRICES]++;
 	}
 
 	vp->fx_rate_rounded = NULL;
@@ -673,7 +690,7 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 	{
 		vp->fx_rate = pos->trade_rate;
 		vp->fx_rate_rounded = n_stored(vp->fx_rate);
-		out->missing_fx++;
+		out->ints[SNAP_MISSING_FX]++;
 	}
 
 	vp->market_value = amount_mul(amount_mul(pos->quantity, vp->price), vp->fx_rate);
@@ -734,159 +751,33 @@ compare_order(const void *a, const void *b)
 }
 
 /*
- * The positions array is written straight in jsonb's binary format, as
- * jsonb_util.c's convertToJsonb() lays it out (its JsonbValue tree, built
- * and sorted by pushJsonbValue(), was a fifth of a capture's time): a
- * container is a header word (count and kind) and one JEntry per child (for
- * an object, the keys' then the values'), then the children's data, each
- * numeric and container padded to a 4-byte boundary; a JEntry holds the
- * child's length, or every JB_OFFSET_STRIDE'th the end offset of its data.
- */
-typedef enum PositionField
-{
-	FIELD_STRING,
-	FIELD_NUMERIC
-} PositionField;
-
-/* An object's keys, in jsonb's order: shorter first, then bytewise. */
-static const struct
-{
-	const char *key;
-	PositionField kind;
-}			position_keys[] =
-{
-	{"price", FIELD_NUMERIC},
-	{"symbol", FIELD_STRING},
-	{"fx_rate", FIELD_NUMERIC},
-	{"asset_id", FIELD_STRING},
-	{"currency", FIELD_STRING},
-	{"quantity", FIELD_NUMERIC},
-	{"cost_basis", FIELD_NUMERIC},
-	{"price_date", FIELD_STRING},
-	{"market_value", FIELD_NUMERIC},
-	{"price_source", FIELD_STRING},
-};
-
-#define POSITION_KEYS lengthof(position_keys)
-
-/* Pad buf with zeros to a 4-byte boundary; returns the padding. */
-static int
-jsonb_pad(StringInfo buf)
-{
-	int			pad = INTALIGN(buf->len) - buf->len;
-
-	for (int i = 0; i < pad; i++)
-		appendStringInfoCharMacro(buf, '\0');
-	return pad;
-}
-
-/* Reserve n JEntries in buf; returns their offset. */
-static int
-jsonb_reserve(StringInfo buf, int n)
-{
-	int			offset = buf->len;
-
-	enlargeStringInfo(buf, n * (int) sizeof(JEntry));
-	memset(buf->data + offset, 0, n * sizeof(JEntry));
-	buf->len += n * sizeof(JEntry);
-	buf->data[buf->len] = '\0';
-	return offset;
-}
-
-/*
- * Store the JEntry of child i, whose data (len bytes) ended the container's
- * data at *total bytes in: its length, or every JB_OFFSET_STRIDE'th child
- * the offset of its end.
- */
-static void
-jsonb_entry(StringInfo buf, int entries, int i, uint32 type, int len, int *total)
-{
-	JEntry		entry;
-
-	*total += len;
-	if (*total > JENTRY_OFFLENMASK)
-		ereport(ERROR,
-				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				errmsg("the positions of a portfolio exceed the maximum jsonb size (%d bytes)",
-					   JENTRY_OFFLENMASK));
-	entry = (i % JB_OFFSET_STRIDE) == 0 ? type | *total | JENTRY_HAS_OFF : type | len;
-	memcpy(buf->data + entries + i * sizeof(JEntry), &entry, sizeof(JEntry));
-}
-
-/*
- * Append one position's object to buf; returns its JEntry length (its data
- * and the padding before it).
- */
-static int
-jsonb_position(StringInfo buf, const ValuedPosition *vp)
-{
-	const void *values[POSITION_KEYS] = {
-		vp->price_rounded, vp->pos->asset->symbol, vp->fx_rate_rounded,
-		uuid_text(&vp->pos->asset_id), vp->pos->asset->currency,
-		n_stored(vp->pos->quantity), n_stored(vp->pos->cost),
-		snapshot_date_iso(vp->price_date), n_stored(vp->market_value), vp->price_source,
-	};
-	int			start = buf->len;
-	uint32		header = POSITION_KEYS | JB_FOBJECT;
-	int			entries;
-	int			total = 0;
-
-	jsonb_pad(buf);
-	appendBinaryStringInfo(buf, (char *) &header, sizeof(uint32));
-	entries = jsonb_reserve(buf, 2 * POSITION_KEYS);
-	for (int i = 0; i < (int) POSITION_KEYS; i++)
-	{
-		int			len = strlen(position_keys[i].key);
-
-		appendBinaryStringInfo(buf, position_keys[i].key, len);
-		jsonb_entry(buf, entries, i, JENTRY_ISSTRING, len, &total);
-	}
-	for (int i = 0; i < (int) POSITION_KEYS; i++)
-	{
-		int			j = i + POSITION_KEYS;
-
-		if (values[i] == NULL)
-			jsonb_entry(buf, entries, j, JENTRY_ISNULL, 0, &total);
-		else if (position_keys[i].kind == FIELD_STRING)
-		{
-			int			len = strlen(values[i]);
-
-			appendBinaryStringInfo(buf, values[i], len);
-			jsonb_entry(buf, entries, j, JENTRY_ISSTRING, len, &total);
-		}
-		else
-		{
-			int			pad = jsonb_pad(buf);
-			int			len = VARSIZE_ANY(values[i]);
-
-			appendBinaryStringInfo(buf, values[i], len);
-			jsonb_entry(buf, entries, j, JENTRY_ISNUMERIC, pad + len, &total);
-		}
-	}
-	return buf->len - start;
-}
-
-/*
  * The positions array: one object per open position, by symbol.
  */
 static Jsonb *
 positions_jsonb(ValuedPosition *vps, const PositionOrder *order, int n)
 {
-	StringInfoData buf;
-	uint32		header = n | JB_FARRAY;
-	int			entries;
-	int			total = 0;
+	PositionsWriter w;
 
-	initStringInfo(&buf);
-	enlargeStringInfo(&buf, 64 + 400 * n);
-	buf.len = VARHDRSZ;
-	appendBinaryStringInfo(&buf, (char *) &header, sizeof(uint32));
-	entries = jsonb_reserve(&buf, n);
+	snapshot_positions_start(&w, n);
 	for (int i = 0; i < n; i++)
-		jsonb_entry(&buf, entries, i, JENTRY_ISCONTAINER,
-					jsonb_position(&buf, &vps[order[i].index]), &total);
-	SET_VARSIZE(buf.data, buf.len);
-	return (Jsonb *) buf.data;
+	{
+		const ValuedPosition *vp = &vps[order[i].index];
+		const void *values[POSITION_KEYS] = {
+			[POS_PRICE] = vp->price_rounded,
+			[POS_SYMBOL] = vp->pos->asset->symbol,
+			[POS_FX_RATE] = vp->fx_rate_rounded,
+			[POS_ASSET_ID] = uuid_text(&vp->pos->asset_id),
+			[POS_CURRENCY] = vp->pos->asset->currency,
+			[POS_QUANTITY] = n_stored(vp->pos->quantity),
+			[POS_COST_BASIS] = n_stored(vp->pos->cost),
+			[POS_PRICE_DATE] = snapshot_date_iso(vp->price_date),
+			[POS_MARKET_VALUE] = n_stored(vp->market_value),
+			[POS_PRICE_SOURCE] = vp->price_source,
+		};
+
+		snapshot_positions_add(&w, values);
+	}
+	return snapshot_positions_finish(&w);
 }
 
 /*
@@ -897,7 +788,7 @@ positions_jsonb(ValuedPosition *vps, const PositionOrder *order, int n)
  */
 void
 snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
-						 SnapshotFigures *out)
+						 SnapshotRow *out)
 {
 	Positions	ps;
 	int			base_id;
@@ -941,7 +832,9 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 	for (int i = 0; i < ledger->nentries; i++)
 		apply_entry(md, ledger, &ledger->entries[i], &ps, &t);
 
-	memset(out, 0, sizeof(SnapshotFigures));
+	memset(out, 0, sizeof(SnapshotRow));
+	out->fields[SNAP_PORTFOLIO_ID] = &ledger->id;
+	out->fields[SNAP_BASE_CURRENCY] = cstring_to_text(ledger->base_currency);
 	vps = palloc(sizeof(ValuedPosition) * Max(ps.n, 1));
 	market_value = const_zero;
 	total_cost = const_zero;
@@ -966,16 +859,16 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 	}
 	qsort(order, nvps, sizeof(PositionOrder), compare_order);
 
-	out->market_value = n_stored(market_value);
-	out->cash_balance = n_stored(t.cash);
-	out->net_worth = n_stored(amount_add(market_value, t.cash));
-	out->total_cost = n_stored(total_cost);
-	out->unrealized_pnl = n_stored(amount_sub(market_value, total_cost));
-	out->realized_pnl = n_stored(t.realized);
-	out->income = n_stored(t.income);
-	out->fees = n_stored(t.fees);
-	out->net_contribution = n_stored(t.flows);
-	out->day_flow = n_stored(t.day_flow);
-	out->position_count = nvps;
-	out->positions = positions_jsonb(vps, order, nvps);
+	out->fields[SNAP_MARKET_VALUE] = n_stored(market_value);
+	out->fields[SNAP_CASH_BALANCE] = n_stored(t.cash);
+	out->fields[SNAP_NET_WORTH] = n_stored(amount_add(market_value, t.cash));
+	out->fields[SNAP_TOTAL_COST] = n_stored(total_cost);
+	out->fields[SNAP_UNREALIZED_PNL] = n_stored(amount_sub(market_value, total_cost));
+	out->fields[SNAP_REALIZED_PNL] = n_stored(t.realized);
+	out->fields[SNAP_INCOME] = n_stored(t.income);
+	out->fields[SNAP_FEES] = n_stored(t.fees);
+	out->fields[SNAP_NET_CONTRIBUTION] = n_stored(t.flows);
+	out->fields[SNAP_DAY_FLOW] = n_stored(t.day_flow);
+	out->ints[SNAP_POSITION_COUNT] = nvps;
+	out->fields[SNAP_POSITIONS] = positions_jsonb(vps, order, nvps);
 }

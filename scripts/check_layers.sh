@@ -6,12 +6,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LAYERS=(
-    "snapshot.o"                                   # entry points, settings, runs
-    "snapshot_parallel.o snapshot_performance.o"   # valuation workers; returns
-    "snapshot_capture.o"                           # configuration, walk, writer
-    "snapshot_source.o"                            # reads of the sources, as their owner
-    "snapshot_valuation.o"                         # ledger -> figures, no SPI
-    "snapshot_amount.o"                            # exact amounts
+    "snapshot.o"                                            # entry points, settings, runs
+    "snapshot_leader.o snapshot_worker.o snapshot_performance.o"  # valuation workers; returns
+    "snapshot_walk.o snapshot_writer.o"                     # the ordered walk; the caller's sink
+    "snapshot_reads.o"                                      # every read and its SQL
+    "snapshot_source.o"                                     # checks, owner's rights, cursors
+    "snapshot_row.o"                                        # the snapshot row's descriptor
+    "snapshot_valuation.o"                                  # ledger -> figures, no SPI
+    "snapshot_positions.o snapshot_amount.o"                # jsonb positions; exact amounts
 )
 declare -A level
 for i in "${!LAYERS[@]}"; do for o in ${LAYERS[$i]}; do level[$o]=$i; done; done
@@ -34,4 +36,26 @@ for o in "${!level[@]}"; do
     done < <(nm --undefined-only "$o" | awk '{print $2}')
 done
 [ $bad -eq 0 ] && echo "check_layers: ${#level[@]} objects, every call downward"
+
+# The layers below the reads use no SPI: their files do not even see it.
+incdir=$(${PG_CONFIG:-pg_config} --includedir-server)
+for c in snapshot_row.c snapshot_valuation.c snapshot_positions.c snapshot_amount.c; do
+    if gcc -M -I. -I"$incdir" "$c" 2>/dev/null | grep -q 'executor/spi\.h'; then
+        echo "check_layers: $c includes executor/spi.h" >&2
+        bad=1
+    fi
+done
+
+# The library exports only what the server calls by name: the module magic,
+# _PG_init, the valuation worker's main, and each SQL function with its
+# pg_finfo_ record.
+exports=$(nm -D --defined-only snapshot.so | awk '{print $3}')
+for sym in $exports; do
+    case $sym in
+        Pg_magic_func|_PG_init|snapshot_valuation_worker) ;;
+        pg_finfo_*) ;;
+        *) echo "$exports" | grep -qx "pg_finfo_$sym" || { echo "check_layers: snapshot.so exports $sym" >&2; bad=1; } ;;
+    esac
+done
+[ $bad -eq 0 ] && echo "check_layers: no SPI below the reads; snapshot.so exports $(echo "$exports" | wc -l) symbols"
 exit $bad

@@ -1,0 +1,493 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_leader.c
+ *	  The leader's side of capture_all_snapshots() with valuation workers:
+ *	  whether to use them, the shared memory segment (a shm_toc), starting
+ *	  and stopping the workers, and the loop that receives what they value.
+ *
+ * The leader keeps everything that writes (the run row, the batched upserts,
+ * snapshot_run_errors) in its own transaction, so a capture still commits or
+ * rolls back whole: what the workers send goes to the walk's sink, the
+ * writer.  Each worker restores the leader's snapshot, as parallel query
+ * does, and runs the very walk the leader would over ranges of portfolio
+ * ids (snapshot_worker.c).
+ *
+ * Workers are used only where they see exactly what the leader sees: not
+ * when the calling transaction wrote before the capture (a worker's own
+ * transaction cannot see those rows), not when a configured relation is
+ * temporary (it belongs to the leader's session), not under SERIALIZABLE
+ * (a worker's reads would not take part in the leader's conflict checks),
+ * and not when the calling transaction holds a lock stronger than ACCESS
+ * SHARE on a configured relation (LOCK TABLE takes no transaction id under
+ * wal_level = minimal, and what the caller locked it may be about to
+ * change).  Ranges no worker took, the leader walks itself.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_class.h"
+#include "libpq/pqformat.h"
+#include "libpq/pqmq.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "storage/shm_mq.h"
+#include "storage/shm_toc.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/wait_event.h"
+
+#include "snapshot_leader.h"
+#include "snapshot_parallel.h"
+
+static int	snapshot_max_workers = 2;
+static int	snapshot_portfolios_per_worker = 10000;
+
+/*
+ * The queue from each worker to the leader: large enough to absorb the
+ * leader's pauses while it writes a batch (1 MB queues left the cores idle
+ * 15% of the time), within 32 MB of shared memory for all of them.
+ */
+#define SNAPSHOT_QUEUE_MAX ((Size) 8 * 1024 * 1024)
+#define SNAPSHOT_QUEUES_TOTAL ((Size) 32 * 1024 * 1024)
+#define SNAPSHOT_QUEUE_MIN ((Size) 256 * 1024)
+
+/* The leader's handles on its workers, for stopping them on error. */
+typedef struct WorkerSet
+{
+	int			n;
+	BackgroundWorkerHandle *handles[FLEXIBLE_ARRAY_MEMBER];
+} WorkerSet;
+
+/*
+ * Define snapshot.max_workers and snapshot.portfolios_per_worker; each
+ * bounds a capture's use of the server, so only a superuser may change it.
+ */
+void
+snapshot_leader_init(void)
+{
+	DefineCustomIntVariable("snapshot.max_workers",
+							"Background workers that value portfolios for one capture_all_snapshots() call.",
+							"The calling backend writes the snapshots while the workers walk and value "
+							"ranges of portfolios; 0 values every portfolio in the calling backend.",
+							&snapshot_max_workers,
+							2, 0, 64,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+	DefineCustomIntVariable("snapshot.portfolios_per_worker",
+							"Portfolios each valuation worker is given at least.",
+							"Smaller captures use fewer workers, or none.",
+							&snapshot_portfolios_per_worker,
+							10000, 1, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+}
+
+/*
+ * Whether the current transaction holds a lock on relid stronger than
+ * ACCESS SHARE.
+ */
+static bool
+locked_beyond_access_share(Oid relid)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, relid);
+	for (LOCKMODE mode = RowShareLock; mode <= MaxLockMode; mode++)
+		if (LockHeldByMe(&tag, mode))
+			return true;
+	return false;
+}
+
+/*
+ * How many valuation workers to use (see the file header); else one per
+ * snapshot.portfolios_per_worker portfolios, at most snapshot.max_workers.
+ */
+int
+snapshot_parallel_workers(const SnapshotConfig *config, int64 total, bool wrote_before)
+{
+	int64		n;
+	HeapTuple	tup;
+	bool		canlogin;
+
+	if (snapshot_max_workers <= 0 || wrote_before || !IsUnderPostmaster ||
+		IsolationIsSerializable())
+		return 0;
+	n = Min(total / snapshot_portfolios_per_worker, (int64) snapshot_max_workers);
+	if (n < 1)
+		return 0;
+
+	for (int i = 0; i < SOURCE_RELATIONS; i++)
+		if (OidIsValid(config->relids[i]) &&
+			(get_rel_persistence(config->relids[i]) == RELPERSISTENCE_TEMP ||
+			 locked_beyond_access_share(config->relids[i])))
+			return 0;
+
+	/* a worker connects as the capture's user, which must be able to */
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	if (!HeapTupleIsValid(tup))
+		return 0;
+	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	if (!canlogin)
+		return 0;
+
+	for (int i = 0; i < (int) SNAPSHOT_COPIED_SETTINGS; i++)
+		if (strlen(GetConfigOption(snapshot_copied_settings[i], false, false)) >= SNAPSHOT_SETTING_LEN)
+			return 0;
+	return (int) n;
+}
+
+/*
+ * on_dsm_detach callback of the leader: stop the workers still running (the
+ * capture is ending, normally after they all finished, or on error).
+ */
+static void
+stop_workers(dsm_segment *seg, Datum arg)
+{
+	WorkerSet  *ws = (WorkerSet *) DatumGetPointer(arg);
+
+	for (int i = 0; i < ws->n; i++)
+		if (ws->handles[i] != NULL)
+			TerminateBackgroundWorker(ws->handles[i]);
+}
+
+/* Read a length-prefixed byte string as a C string in the current context. */
+static char *
+get_cstring(StringInfo msg)
+{
+	int			len = pq_getmsgint(msg, 4);
+
+	return pnstrdup(pq_getmsgbytes(msg, len), len);
+}
+
+/*
+ * Act on one message from a worker; true when it says the worker is done.
+ * Allocations go to the current (per-message) context.
+ */
+static bool
+receive_message(Walk *walk, int64 *skipped_market, int *workers, char *data, Size nbytes)
+{
+	StringInfoData msg;
+
+	msg.data = data;
+	msg.len = (int) nbytes;
+	msg.maxlen = (int) nbytes;
+	msg.cursor = 1;
+
+	switch (data[0])
+	{
+		case SNAPSHOT_MSG_ROW:
+			{
+				/* the batch copies the values straight out of the message */
+				SnapshotRow row;
+
+				snapshot_row_decode(&msg, &row);
+				pq_getmsgend(&msg);
+				walk->walked++;
+				walk->sink->receive_row(walk->sink, &row);
+				return false;
+			}
+		case SNAPSHOT_MSG_FAILED:
+			{
+				pg_uuid_t	id;
+				int			sqlerrcode;
+				char	   *text;
+				char	   *detail = NULL;
+
+				memcpy(id.data, pq_getmsgbytes(&msg, UUID_LEN), UUID_LEN);
+				sqlerrcode = (int) pq_getmsgint(&msg, 4);
+				text = get_cstring(&msg);
+				if (pq_getmsgbyte(&msg))
+					detail = get_cstring(&msg);
+				pq_getmsgend(&msg);
+				walk->walked++;
+				walk->sink->receive_error(walk->sink, &id, sqlerrcode, text, detail);
+				return false;
+			}
+		case SNAPSHOT_MSG_DONE:
+			{
+				int			ranges = (int) pq_getmsgint(&msg, 4);
+				int64		market = (int64) pq_getmsgint64(&msg);
+
+				/* every worker loaded the same market data */
+				*skipped_market = Max(*skipped_market, market);
+				walk->skipped += (int64) pq_getmsgint64(&msg);
+				pq_getmsgend(&msg);
+				if (ranges > 0)
+					(*workers)++;
+				return true;
+			}
+		case 'E':
+		case 'N':
+			{
+				ErrorData	edata;
+
+				/* a worker's error fails the capture, but never the session */
+				pq_parse_errornotice(&msg, &edata);
+				if (edata.elevel > ERROR)
+					edata.elevel = ERROR;
+				edata.context = edata.context
+					? psprintf("%s\nsnapshot valuation worker", edata.context)
+					: pstrdup("snapshot valuation worker");
+				ThrowErrorData(&edata);
+				return false;
+			}
+		default:
+			/* other protocol messages (parameter status, say) mean nothing here */
+			return false;
+	}
+}
+
+/*
+ * Register a worker on the segment; false when no background worker slot is
+ * free.  The handle lives in TopTransactionContext, for stop_workers().
+ */
+static bool
+start_worker(dsm_segment *seg, int i, BackgroundWorkerHandle **handle)
+{
+	BackgroundWorker worker;
+	MemoryContext old;
+	bool		started;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "snapshot");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "snapshot_valuation_worker");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "snapshot valuation worker %d for PID %d",
+			 i + 1, MyProcPid);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "snapshot valuation worker");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	started = RegisterDynamicBackgroundWorker(&worker, handle);
+	MemoryContextSwitchTo(old);
+	return started;
+}
+
+/* Whether every registered worker has exited (or never started). */
+static bool
+all_workers_stopped(const WorkerSet *ws)
+{
+	for (int i = 0; i < ws->n; i++)
+	{
+		pid_t		pid;
+
+		if (ws->handles[i] != NULL &&
+			GetBackgroundWorkerPid(ws->handles[i], &pid) != BGWH_STOPPED)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The leader's side of a capture of all (see snapshot_leader.h): split the
+ * portfolios into ranges, build the segment, start the workers, and hand
+ * what they send to the sink.  Runs under the capture's active snapshot,
+ * which the workers restore.
+ */
+int
+snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nworkers,
+					   int64 total, Oid nspid)
+{
+	SnapshotRange *ranges = palloc(sizeof(SnapshotRange) * nworkers);
+	Snapshot	snapshot = GetActiveSnapshot();
+	Size		snapshot_size = EstimateSnapshotSpace(snapshot);
+	Size		queue_size;
+	int			nranges;
+	shm_toc_estimator estimator;
+	Size		segsize;
+	dsm_segment *seg;
+	shm_toc    *toc;
+	ParallelShared *shared;
+	SnapshotRange *shared_ranges;
+	char	   *shared_snapshot;
+	WorkerSet  *ws;
+	shm_mq_handle **queues;
+	int			live = 0;
+	int			workers = 0;
+	int			range;
+	MemoryContext message_cxt;
+	SourceScope all = walk->scope;
+
+	nranges = snapshot_split_ranges(walk->config, total, nworkers, ranges);
+	nworkers = nranges;
+	queue_size = MAXALIGN(Max(Min(SNAPSHOT_QUEUE_MAX, SNAPSHOT_QUEUES_TOTAL / nworkers),
+							  SNAPSHOT_QUEUE_MIN));
+
+	shm_toc_initialize_estimator(&estimator);
+	shm_toc_estimate_chunk(&estimator, sizeof(ParallelShared));
+	shm_toc_estimate_chunk(&estimator, snapshot_size);
+	shm_toc_estimate_chunk(&estimator, mul_size(sizeof(SnapshotRange), nranges));
+	for (int i = 0; i < nworkers; i++)
+		shm_toc_estimate_chunk(&estimator, queue_size);
+	shm_toc_estimate_keys(&estimator, 3 + nworkers);
+	segsize = shm_toc_estimate(&estimator);
+
+	seg = dsm_create(segsize, 0);
+	toc = shm_toc_create(SNAPSHOT_PARALLEL_MAGIC, dsm_segment_address(seg), segsize);
+
+	shared = shm_toc_allocate(toc, sizeof(ParallelShared));
+	memset(shared, 0, sizeof(ParallelShared));
+	shared->dboid = MyDatabaseId;
+	shared->userid = GetUserId();
+	shared->nspid = nspid;
+	shared->leader = MyProc;
+	shared->leader_pid = MyProcPid;
+	shared->snapshot_date = md->snapshot_date;
+	shared->nqueues = nworkers;
+	shared->nranges = nranges;
+	for (int i = 0; i < (int) SNAPSHOT_COPIED_SETTINGS; i++)
+		strlcpy(shared->settings[i], GetConfigOption(snapshot_copied_settings[i], false, false),
+				SNAPSHOT_SETTING_LEN);
+	SpinLockInit(&shared->mutex);
+	shm_toc_insert(toc, SNAPSHOT_KEY_SHARED, shared);
+
+	shared_snapshot = shm_toc_allocate(toc, snapshot_size);
+	SerializeSnapshot(snapshot, shared_snapshot);
+	shm_toc_insert(toc, SNAPSHOT_KEY_SNAPSHOT, shared_snapshot);
+
+	shared_ranges = shm_toc_allocate(toc, mul_size(sizeof(SnapshotRange), nranges));
+	memcpy(shared_ranges, ranges, sizeof(SnapshotRange) * nranges);
+	shm_toc_insert(toc, SNAPSHOT_KEY_RANGES, shared_ranges);
+
+	queues = palloc0(sizeof(shm_mq_handle *) * nworkers);
+	for (int i = 0; i < nworkers; i++)
+	{
+		shm_mq	   *mq = shm_mq_create(shm_toc_allocate(toc, queue_size), queue_size);
+
+		shm_mq_set_receiver(mq, MyProc);
+		shm_toc_insert(toc, SNAPSHOT_KEY_QUEUE + i, mq);
+		queues[i] = shm_mq_attach(mq, seg, NULL);
+	}
+
+	ws = MemoryContextAllocZero(TopTransactionContext,
+								offsetof(WorkerSet, handles) +
+								sizeof(BackgroundWorkerHandle *) * nworkers);
+	ws->n = nworkers;
+	on_dsm_detach(seg, stop_workers, PointerGetDatum(ws));
+
+	/*
+	 * The workers join the leader's lock group, as parallel query's do: the
+	 * locks the leader holds (at least ACCESS SHARE on every source) never
+	 * make a worker wait, not even behind an ALTER TABLE queued for them
+	 * meanwhile, which the deadlock detector could not see through the
+	 * leader's wait on the queues.
+	 */
+	BecomeLockGroupLeader();
+
+	/* workers take queues in the order they attach: the first n are live */
+	for (int i = 0; i < nworkers; i++)
+		if (start_worker(seg, i, &ws->handles[i]))
+			live++;
+	for (int i = live; i < nworkers; i++)
+	{
+		shm_mq_detach(queues[i]);
+		queues[i] = NULL;
+	}
+
+	message_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot worker message",
+										ALLOCSET_DEFAULT_SIZES);
+	while (live > 0)
+	{
+		bool		received = false;
+
+		for (int i = 0; i < nworkers; i++)
+		{
+			Size		nbytes;
+			void	   *data;
+			shm_mq_result res;
+			MemoryContext old;
+			bool		done;
+
+			if (queues[i] == NULL)
+				continue;
+			res = shm_mq_receive(queues[i], &nbytes, &data, true);
+			if (res == SHM_MQ_WOULD_BLOCK)
+				continue;
+			received = true;
+			if (res == SHM_MQ_DETACHED)
+				ereport(ERROR,
+						errcode(ERRCODE_INTERNAL_ERROR),
+						errmsg("a snapshot valuation worker exited before valuing all of its portfolios"),
+						errhint("The server log may say why."));
+			old = MemoryContextSwitchTo(message_cxt);
+			done = receive_message(walk, skipped_market, &workers, data, nbytes);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(message_cxt);
+			if (done)
+			{
+				shm_mq_detach(queues[i]);
+				queues[i] = NULL;
+				live--;
+			}
+		}
+		if (received)
+		{
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+
+		/*
+		 * Once every worker has exited, a queue no worker attached to never
+		 * will be: a worker that could not start, or left before taking one.
+		 */
+		if (all_workers_stopped(ws))
+		{
+			for (int i = 0; i < nworkers; i++)
+				if (queues[i] != NULL &&
+					shm_mq_get_sender(shm_mq_get_queue(queues[i])) == NULL)
+				{
+					shm_mq_detach(queues[i]);
+					queues[i] = NULL;
+					live--;
+				}
+			if (live == 0)
+				break;
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	/* the ranges no worker took, walked here */
+	while ((range = snapshot_parallel_take(shared, &shared->ranges_taken, nranges)) >= 0)
+	{
+		if (md->assets == NULL)
+		{
+			int64		skipped = 0;
+
+			snapshot_read_market_data(walk->config, &all, md, &skipped);
+			*skipped_market = Max(*skipped_market, skipped);
+		}
+		walk->scope.range = ranges[range];
+		snapshot_walk(walk);
+	}
+	walk->scope = all;
+
+	/* let the workers end their read-only transactions, then part */
+	for (int i = 0; i < ws->n; i++)
+		if (ws->handles[i] != NULL)
+			(void) WaitForBackgroundWorkerShutdown(ws->handles[i]);
+	ws->n = 0;
+	dsm_detach(seg);
+	MemoryContextDelete(message_cxt);
+	return workers;
+}

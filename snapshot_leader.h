@@ -1,0 +1,35 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_leader.h
+ *	  The leader's side of a capture with valuation workers
+ *	  (snapshot_leader.c), called by the entry points.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SNAPSHOT_LEADER_H
+#define SNAPSHOT_LEADER_H
+
+#include "snapshot_walk.h"
+
+extern void snapshot_leader_init(void);
+
+/*
+ * How many valuation workers a capture of all of total portfolios should
+ * use; 0 when they could not read exactly what the calling transaction
+ * reads.  wrote_before says whether that transaction wrote before the
+ * capture began.
+ */
+extern int	snapshot_parallel_workers(const SnapshotConfig *config, int64 total,
+									  bool wrote_before);
+
+/*
+ * Walk walk->scope (all portfolios) with up to nworkers valuation workers,
+ * handing what they send to walk->sink and counting it in walk; what no
+ * worker walks, the leader walks itself, loading md first if it is not
+ * loaded.  total is the number of portfolios, nspid the extension's schema.
+ * Returns the number of workers that took part.
+ */
+extern int	snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market,
+								   int nworkers, int64 total, Oid nspid);
+
+#endif							/* SNAPSHOT_LEADER_H */

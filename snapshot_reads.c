@@ -1,0 +1,506 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_reads.c
+ *	  Every read of a capture and its SQL: the configuration, the market
+ *	  data, the walk's ordered cursors, the count and the split of the
+ *	  portfolios.
+ *
+ * Each read of the application's relations goes through snapshot_source.c,
+ * which runs it as the relations' owner; the SQL here is read-only,
+ * parameterised, schema-qualified, with every column cast to the type read
+ * (casts and operators checked by snapshot_check_sources()).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "snapshot_reads.h"
+
+/*
+ * Load the configuration and check the configured relations, locking them
+ * until the transaction ends; 55000 when snapshot_configure() was never
+ * called, or when the extension's SQL objects predate this library.
+ */
+void
+snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp)
+{
+	StringInfoData sql;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+
+	/* the date locks arrived with the 1.3 objects, which this library needs */
+	if (!OidIsValid(get_relname_relid("capture_date_locks", nspid)))
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("the snapshot extension's SQL objects are older than its library"),
+				errdetail("This library needs version 1.3 or later of the extension's SQL objects."),
+				errhint("Run ALTER EXTENSION snapshot UPDATE."));
+
+	memset(config, 0, sizeof(SnapshotConfig));
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT c.portfolios::pg_catalog.oid, c.assets::pg_catalog.oid,"
+					 " c.transactions::pg_catalog.oid, c.prices::pg_catalog.oid,"
+					 " c.fx_rates::pg_catalog.oid, c.cost_method, c.stale_after_days"
+					 " FROM %s.snapshot_config c",
+					 nsp);
+	snapshot_spi_run(sql.data, 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("snapshot is not configured"),
+				errhint("Call snapshot_configure() with the names of the application's portfolios, assets, transactions and prices relations."));
+
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	for (int i = 0; i < SOURCE_RELATIONS; i++)
+	{
+		Datum		d = SPI_getbinval(tup, desc, i + 1, &isnull);
+
+		config->relids[i] = isnull ? InvalidOid : DatumGetObjectId(d);
+	}
+	config->cost_method_name = SPI_getvalue(tup, desc, 6);
+	config->stale_after_days = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+	if (config->cost_method_name == NULL || isnull)
+		elog(ERROR, "snapshot: snapshot_config holds a NULL setting");
+	config->cost_method = strcmp(config->cost_method_name, "average") == 0
+		? COST_AVERAGE : COST_FIFO;
+
+	/*
+	 * The relations as they are now, not as they were configured; locked
+	 * first, so that they stay so until this capture ends.
+	 */
+	config->owner = snapshot_check_sources(config->relids, true, config->names);
+}
+
+/*
+ * Create a hash table in the current memory context.
+ */
+static HTAB *
+make_hash(const char *name, Size keysize, Size entrysize, long nelem, bool blobs)
+{
+	HASHCTL		hctl;
+
+	hctl.keysize = keysize;
+	hctl.entrysize = entrysize;
+	hctl.hcxt = CurrentMemoryContext;
+	return hash_create(name, Max(nelem, 16), &hctl,
+					   HASH_ELEM | HASH_CONTEXT | (blobs ? HASH_BLOBS : HASH_STRINGS));
+}
+
+/*
+ * A filter restricting the assets read to those in one portfolio's ledger
+ * (single capture), or nothing (all portfolios).  $2 is the portfolio id.
+ */
+static char *
+asset_filter(const SnapshotConfig *config, const SourceScope *scope, const char *column)
+{
+	if (!scope->single)
+		return "";
+	return psprintf(" AND %s IN (SELECT t.asset_id::pg_catalog.uuid FROM %s t"
+					" WHERE t.portfolio_id::pg_catalog.uuid = $2)",
+					column, config->names[SOURCE_TRANSACTIONS]);
+}
+
+/*
+ * Build the asset, price and FX maps (see snapshot_reads.h).
+ */
+void
+snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope,
+						  MarketData *md, int64 *skipped)
+{
+	Oid			types[2] = {DATEOID, UUIDOID};
+	Datum		values[2];
+	char	   *sql;
+	Oid			owner = config->owner;
+
+	values[0] = DateADTGetDatum(md->snapshot_date);
+	values[1] = UUIDPGetDatum(&scope->portfolio_id);
+
+	sql = psprintf("SELECT a.id::pg_catalog.uuid, a.symbol::pg_catalog.text,"
+				   " a.currency::pg_catalog.text FROM %s a"
+				   " WHERE $1 IS NOT NULL%s",
+				   config->names[SOURCE_ASSETS], asset_filter(config, scope, "a.id::pg_catalog.uuid"));
+	snapshot_source_query(owner, sql, scope->single ? 2 : 1, types, values, 0);
+	md->assets = make_hash("snapshot assets", sizeof(pg_uuid_t), sizeof(AssetInfo),
+						   SPI_processed, true);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		Datum		id = SPI_getbinval(tup, desc, 1, &isnull);
+		AssetInfo  *a;
+
+		if (isnull)
+		{
+			(*skipped)++;
+			continue;
+		}
+		a = hash_search(md->assets, DatumGetUUIDP(id), HASH_ENTER, NULL);
+		a->symbol = SPI_getvalue(tup, desc, 2);
+		if (a->symbol == NULL)
+			a->symbol = "";
+		a->currency = SPI_getvalue(tup, desc, 3);
+		a->currency_id = -1;
+		a->has_price = false;
+	}
+	SPI_freetuptable(SPI_tuptable);
+	snapshot_rank_assets(md);
+
+	sql = psprintf("SELECT DISTINCT ON (p.asset_id::pg_catalog.uuid)"
+				   " p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date,"
+				   " p.close::pg_catalog.numeric FROM %s p"
+				   " WHERE p.price_date::pg_catalog.date OPERATOR(pg_catalog.<=) $1"
+				   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.>=) 0"
+				   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.<) 'Infinity'%s"
+				   " ORDER BY p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date DESC",
+				   config->names[SOURCE_PRICES], asset_filter(config, scope, "p.asset_id::pg_catalog.uuid"));
+	snapshot_source_query(owner, sql, scope->single ? 2 : 1, types, values, 0);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		id_null,
+					date_null,
+					close_null;
+		Datum		id = SPI_getbinval(tup, desc, 1, &id_null);
+		Datum		date = SPI_getbinval(tup, desc, 2, &date_null);
+		Datum		close = SPI_getbinval(tup, desc, 3, &close_null);
+		AssetInfo  *a;
+
+		if (id_null || date_null || close_null || !amount_in_bounds(DatumGetNumeric(close)))
+		{
+			(*skipped)++;
+			continue;
+		}
+
+		/* a price of an asset the assets relation lacks is never used */
+		a = hash_search(md->assets, DatumGetUUIDP(id), HASH_FIND, NULL);
+		if (a == NULL)
+			continue;
+		a->price_date = DatumGetDateADT(date);
+		a->has_price = true;
+		a->close = amount_of(DatumGetNumericCopy(close));
+		a->close_rounded = amount_numeric(amount_round(a->close));
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	md->currencies = NULL;
+	md->fx = NULL;
+	if (config->names[SOURCE_FX_RATES] == NULL)
+		return;
+	sql = psprintf("SELECT DISTINCT ON (f.from_currency::pg_catalog.text, f.to_currency::pg_catalog.text)"
+				   " f.from_currency::pg_catalog.text, f.to_currency::pg_catalog.text,"
+				   " f.rate::pg_catalog.numeric FROM %s f"
+				   " WHERE f.rate_date::pg_catalog.date OPERATOR(pg_catalog.<=) $1"
+				   " AND f.rate::pg_catalog.numeric OPERATOR(pg_catalog.>) 0"
+				   " AND f.rate::pg_catalog.numeric OPERATOR(pg_catalog.<) 'Infinity'"
+				   " ORDER BY 1, 2, f.rate_date::pg_catalog.date DESC",
+				   config->names[SOURCE_FX_RATES]);
+	snapshot_source_query(owner, sql, 1, types, values, 0);
+	md->currencies = make_hash("snapshot currencies", SNAPSHOT_CURRENCY_MAXLEN + 1,
+							   sizeof(CurrencyInfo), 64, false);
+	md->fx = make_hash("snapshot fx rates", sizeof(FxKey), sizeof(FxInfo),
+					   SPI_processed * 2, true);
+
+	/*
+	 * Two passes: the latest rate of every pair, then, for a pair quoted only
+	 * the other way, the inverse of that rate.
+	 */
+	for (int pass = 0; pass < 2; pass++)
+	{
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			char	   *from = SPI_getvalue(tup, desc, 1);
+			char	   *to = SPI_getvalue(tup, desc, 2);
+			bool		isnull;
+			Datum		rate_datum = SPI_getbinval(tup, desc, 3, &isnull);
+			bool		found;
+			FxKey		key;
+			FxInfo	   *fx;
+			Numeric		rate;
+
+			if (from == NULL || to == NULL || isnull ||
+				!amount_in_bounds(DatumGetNumeric(rate_datum)))
+			{
+				if (pass == 0)
+					(*skipped)++;
+				continue;
+			}
+			if (strlen(from) > SNAPSHOT_CURRENCY_MAXLEN || strlen(to) > SNAPSHOT_CURRENCY_MAXLEN)
+				continue;
+			key.from = snapshot_intern_currency(md, pass == 0 ? from : to);
+			key.to = snapshot_intern_currency(md, pass == 0 ? to : from);
+			fx = hash_search(md->fx, &key, HASH_ENTER, &found);
+			if (found)
+				continue;
+			rate = DatumGetNumeric(rate_datum);
+			fx->rate = pass == 0 ? amount_of(DatumGetNumericCopy(NumericGetDatum(rate)))
+				: amount_div(amount_of(int64_to_numeric(1)), amount_of(rate));
+			fx->rate_rounded = amount_numeric(amount_round(fx->rate));
+		}
+	}
+	SPI_freetuptable(SPI_tuptable);
+
+	/* the FX currency of each asset, looked up once */
+	{
+		HASH_SEQ_STATUS seq;
+		AssetInfo  *a;
+
+		hash_seq_init(&seq, md->assets);
+		while ((a = hash_seq_search(&seq)) != NULL)
+			a->currency_id = snapshot_currency_id(md, a->currency);
+	}
+}
+
+/*
+ * The condition restricting a cursor to the portfolios of its scope, on the
+ * portfolio id column given: one portfolio ($2), a range ($3, $4) or all.
+ */
+static char *
+walk_filter(const SourceScope *scope, const char *column)
+{
+	if (scope->single)
+		return psprintf(" AND %s::pg_catalog.uuid OPERATOR(pg_catalog.=) $2", column);
+	return psprintf("%s%s%s%s",
+					scope->range.has_lo ? " AND " : "",
+					scope->range.has_lo ? psprintf("%s::pg_catalog.uuid OPERATOR(pg_catalog.>=) $3", column) : "",
+					scope->range.has_hi ? " AND " : "",
+					scope->range.has_hi ? psprintf("%s::pg_catalog.uuid OPERATOR(pg_catalog.<) $4", column) : "");
+}
+
+/*
+ * Open a no-scroll cursor for sql under the active snapshot; its rows have
+ * the nresult types of result_types.
+ */
+static void
+reader_open(RowReader *r, Oid owner, const char *sql, int nargs, Oid *types,
+			Datum *values, const Oid *result_types, int nresult, long fetch_rows)
+{
+	memset(r, 0, sizeof(RowReader));
+	r->fetch_rows = fetch_rows;
+	snapshot_source_cursor_open(&r->cursor, owner, sql, nargs, types, values,
+								result_types, nresult);
+}
+
+/*
+ * Advance to the next row and deform it into r->values / r->nulls; false at
+ * the end.  Fetches the next batch when the current one is used up.
+ */
+static bool
+reader_next_row(RowReader *r)
+{
+	if (r->next >= r->nrows)
+	{
+		if (r->tuptable != NULL)
+			SPI_freetuptable(r->tuptable);
+		r->tuptable = NULL;
+		r->nrows = r->next = 0;
+		if (r->exhausted)
+			return false;
+		snapshot_source_cursor_fetch(&r->cursor, r->fetch_rows);
+		r->tuptable = SPI_tuptable;
+		r->nrows = SPI_processed;
+		r->exhausted = SPI_processed < (uint64) r->fetch_rows;
+		if (r->nrows == 0)
+			return false;
+		Assert(r->tuptable->tupdesc->natts <= (int) lengthof(r->values));
+	}
+	heap_deform_tuple(r->tuptable->vals[r->next++], r->tuptable->tupdesc,
+					  r->values, r->nulls);
+	return true;
+}
+
+/* See snapshot_reads.h. */
+bool
+snapshot_reader_next(RowReader *r, int64 *skipped)
+{
+	while (reader_next_row(r))
+	{
+		if (!r->nulls[0])
+			return true;
+		(*skipped)++;
+	}
+	return false;
+}
+
+void
+snapshot_reader_close(RowReader *r)
+{
+	if (r->tuptable != NULL)
+		SPI_freetuptable(r->tuptable);
+	snapshot_source_cursor_close(&r->cursor);
+}
+
+/* a NULL pointer for SQL NULL, else a copy in the current context */
+#define NUMERIC_OR_NULL(r, i) \
+	((r)->nulls[i] ? NULL : DatumGetNumericCopy((r)->values[i]))
+
+/*
+ * The ledger cursor's current row as a ledger entry.  Columns: portfolio_id,
+ * asset_id, type, quantity, price, fee, exchange_rate, transaction_date, id
+ * (as text).  A NULL where the valuation needs a value is left for it to
+ * report.
+ */
+void
+snapshot_reader_ledger_entry(const RowReader *t, LedgerEntry *e)
+{
+	e->asset = NULL;
+	e->has_asset = !t->nulls[1];
+	if (e->has_asset)
+		e->asset_id = *DatumGetUUIDP(t->values[1]);
+	e->type_text = t->nulls[2] ? NULL : TextDatumGetCString(t->values[2]);
+	e->type = snapshot_parse_txn_type(e->type_text);
+	e->quantity = NUMERIC_OR_NULL(t, 3);
+	e->price = NUMERIC_OR_NULL(t, 4);
+	e->fee = NUMERIC_OR_NULL(t, 5);
+	e->rate = NUMERIC_OR_NULL(t, 6);
+	e->date_is_null = t->nulls[7];
+	e->transaction_date = t->nulls[7] ? 0 : DatumGetTimestampTz(t->values[7]);
+	e->txn_id = t->nulls[8] ? "(null)" : TextDatumGetCString(t->values[8]);
+}
+
+/* The portfolios cursor's current base currency, or NULL. */
+char *
+snapshot_reader_base_currency(const RowReader *r)
+{
+	return r->nulls[1] ? NULL : TextDatumGetCString(r->values[1]);
+}
+
+/*
+ * The walk's cursor parameters: $1 the end of the snapshot date's UTC day,
+ * $2 the one portfolio of a single capture, $3 and $4 a range's bounds.
+ * Datums by reference point into scope, which the cursor copies.
+ */
+static void
+walk_params(const SourceScope *scope, DateADT date, Datum values[4])
+{
+	values[0] = TimestampTzGetDatum(((TimestampTz) date + 1) * USECS_PER_DAY);
+	values[1] = UUIDPGetDatum(&scope->portfolio_id);
+	values[2] = UUIDPGetDatum(&scope->range.lo);
+	values[3] = UUIDPGetDatum(&scope->range.hi);
+}
+
+void
+snapshot_open_portfolios(RowReader *r, const SnapshotConfig *config,
+						 const SourceScope *scope, long fetch_rows)
+{
+	static const Oid result_types[] = {UUIDOID, TEXTOID};
+	Oid			types[4] = {TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID};
+	Datum		values[4];
+
+	/* $1 is only there so that the parameters number as the ledger's do */
+	walk_params(scope, 0, values);
+	reader_open(r, config->owner,
+				psprintf("SELECT p.id::pg_catalog.uuid, p.base_currency::pg_catalog.text"
+						 " FROM %s p WHERE p.id IS NOT NULL AND $1 IS NOT NULL%s"
+						 " ORDER BY p.id::pg_catalog.uuid",
+						 config->names[SOURCE_PORTFOLIOS], walk_filter(scope, "p.id")),
+				4, types, values, result_types, lengthof(result_types), fetch_rows);
+}
+
+void
+snapshot_open_ledger(RowReader *r, const SnapshotConfig *config,
+					 const SourceScope *scope, DateADT date, long fetch_rows)
+{
+	static const Oid result_types[] = {UUIDOID, UUIDOID, TEXTOID, NUMERICOID, NUMERICOID,
+	NUMERICOID, NUMERICOID, TIMESTAMPTZOID, TEXTOID};
+	Oid			types[4] = {TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID};
+	Datum		values[4];
+
+	StaticAssertStmt(lengthof(result_types) <= SNAPSHOT_READER_COLUMNS,
+					 "a reader holds every column of the ledger cursor");
+	walk_params(scope, date, values);
+	reader_open(r, config->owner,
+				psprintf("SELECT t.portfolio_id::pg_catalog.uuid, t.asset_id::pg_catalog.uuid,"
+						 " t.type::pg_catalog.text, t.quantity::pg_catalog.numeric,"
+						 " t.price::pg_catalog.numeric, t.fee::pg_catalog.numeric,"
+						 " t.exchange_rate::pg_catalog.numeric,"
+						 " t.transaction_date::pg_catalog.timestamptz, t.id::pg_catalog.text"
+						 " FROM %s t"
+						 " WHERE t.transaction_date::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $1"
+						 " AND t.portfolio_id IS NOT NULL%s"
+						 " ORDER BY t.portfolio_id::pg_catalog.uuid,"
+						 " t.transaction_date::pg_catalog.timestamptz, t.id",
+						 config->names[SOURCE_TRANSACTIONS], walk_filter(scope, "t.portfolio_id")),
+				4, types, values, result_types, lengthof(result_types), fetch_rows);
+}
+
+void
+snapshot_open_portfolio_ids(RowReader *r, const SnapshotConfig *config, long fetch_rows)
+{
+	static const Oid result_types[] = {UUIDOID};
+	Oid			types[1] = {DATEOID};
+	Datum		values[1] = {DateADTGetDatum(0)};
+
+	reader_open(r, config->owner,
+				psprintf("SELECT p.id::pg_catalog.uuid FROM %s p"
+						 " WHERE p.id IS NOT NULL AND $1 IS NOT NULL ORDER BY 1",
+						 config->names[SOURCE_PORTFOLIOS]),
+				1, types, values, result_types, lengthof(result_types), fetch_rows);
+}
+
+/* See snapshot_reads.h. */
+int64
+snapshot_count_portfolios(const SnapshotConfig *config)
+{
+	bool		isnull;
+
+	snapshot_source_query(config->owner,
+						  psprintf("SELECT pg_catalog.count(*) FROM %s p WHERE p.id IS NOT NULL",
+								   config->names[SOURCE_PORTFOLIOS]),
+						  0, NULL, NULL, 0);
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+									   1, &isnull));
+}
+
+/* See snapshot_reads.h. */
+int
+snapshot_split_ranges(const SnapshotConfig *config, int64 total, int n, SnapshotRange *ranges)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	char	   *sql;
+	int			nranges = 1;
+
+	memset(ranges, 0, sizeof(SnapshotRange) * n);
+	sql = psprintf("SELECT p.id::pg_catalog.uuid FROM %s p WHERE p.id IS NOT NULL"
+				   " ORDER BY p.id::pg_catalog.uuid OFFSET $1 LIMIT 1",
+				   config->names[SOURCE_PORTFOLIOS]);
+	for (int i = 1; i < n; i++)
+	{
+		bool		isnull;
+		pg_uuid_t  *bound;
+
+		values[0] = Int64GetDatum(total * i / n);
+		snapshot_source_query(config->owner, sql, 1, types, values, 1);
+		if (SPI_processed == 0)
+			break;
+		bound = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											1, &isnull));
+		if (isnull)
+			break;
+		if (ranges[nranges - 1].has_lo &&
+			memcmp(ranges[nranges - 1].lo.data, bound->data, UUID_LEN) == 0)
+			continue;
+		ranges[nranges - 1].has_hi = true;
+		ranges[nranges - 1].hi = *bound;
+		ranges[nranges].has_lo = true;
+		ranges[nranges].lo = *bound;
+		nranges++;
+	}
+	return nranges;
+}

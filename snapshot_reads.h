@@ -1,0 +1,126 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_reads.h
+ *	  Every read a capture makes, with its SQL (snapshot_reads.c): the
+ *	  configuration, the market data, the ordered cursors of the walk, the
+ *	  count and the split of the portfolios.  Reads of the application's
+ *	  relations go through snapshot_source.c, as their owner.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef SNAPSHOT_READS_H
+#define SNAPSHOT_READS_H
+
+#include "snapshot_source.h"
+#include "snapshot_valuation.h"
+
+/* The stored configuration, checked, with the relations' quoted names. */
+typedef struct SnapshotConfig
+{
+	Oid			relids[SOURCE_RELATIONS];	/* InvalidOid when not configured */
+	char	   *names[SOURCE_RELATIONS];	/* NULL when not configured */
+	Oid			owner;			/* their owner, whose rights every read uses */
+	CostMethod	cost_method;
+	char	   *cost_method_name;
+	int			stale_after_days;
+} SnapshotConfig;
+
+/*
+ * A range of portfolio ids, [lo, hi); a missing bound is unbounded.  A
+ * capture of all walks the whole range, or splits it among workers.
+ */
+typedef struct SnapshotRange
+{
+	bool		has_lo;
+	bool		has_hi;
+	pg_uuid_t	lo;
+	pg_uuid_t	hi;
+} SnapshotRange;
+
+/* The portfolios a read covers: one (single), or a range. */
+typedef struct SourceScope
+{
+	bool		single;
+	pg_uuid_t	portfolio_id;	/* when single */
+	SnapshotRange range;		/* otherwise */
+} SourceScope;
+
+/*
+ * Load snapshot_config from the extension's schema (nspid, quoted nsp) and
+ * check the configured relations, locking them until the transaction ends.
+ * Runs inside SPI.
+ */
+extern void snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp);
+
+/*
+ * Build md's asset, price and FX maps for the scope (a single capture reads
+ * only the assets of its portfolio's ledger), under the active snapshot;
+ * md->snapshot_date is set.  Rows with a NULL key or value, or an amount out
+ * of bounds, are skipped and counted in *skipped.
+ */
+extern void snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope,
+									  MarketData *md, int64 *skipped);
+
+/* The number of portfolios with an id. */
+extern int64 snapshot_count_portfolios(const SnapshotConfig *config);
+
+/*
+ * Split the portfolio ids into at most n ranges of about total / n each,
+ * at ids found by offset; returns the number of ranges.
+ */
+extern int	snapshot_split_ranges(const SnapshotConfig *config, int64 total, int n,
+								  SnapshotRange *ranges);
+
+/*
+ * An ordered, read-only cursor over the sources, read in batches as their
+ * owner, one deformed row at a time.  The current row's values point into
+ * the fetched batch, valid until the next call to snapshot_reader_next().
+ */
+#define SNAPSHOT_READER_COLUMNS 9
+
+typedef struct RowReader
+{
+	SourceCursor cursor;
+	long		fetch_rows;
+	SPITupleTable *tuptable;
+	uint64		nrows;
+	uint64		next;
+	bool		exhausted;
+	Datum		values[SNAPSHOT_READER_COLUMNS];
+	bool		nulls[SNAPSHOT_READER_COLUMNS];
+} RowReader;
+
+/*
+ * The walk's two cursors, both in index order: the portfolios in scope by
+ * id (id, base currency), and their ledger rows dated before the end of
+ * date's UTC day by (portfolio_id, transaction_date, id).  The portfolio ids
+ * alone, for the coverage check.
+ */
+extern void snapshot_open_portfolios(RowReader *r, const SnapshotConfig *config,
+									 const SourceScope *scope, long fetch_rows);
+extern void snapshot_open_ledger(RowReader *r, const SnapshotConfig *config,
+								 const SourceScope *scope, DateADT date, long fetch_rows);
+extern void snapshot_open_portfolio_ids(RowReader *r, const SnapshotConfig *config,
+										long fetch_rows);
+
+/*
+ * Advance to the next row whose portfolio id is not NULL, counting the rows
+ * passed over in *skipped; false at the end.
+ */
+extern bool snapshot_reader_next(RowReader *r, int64 *skipped);
+extern void snapshot_reader_close(RowReader *r);
+
+/* The current row's portfolio id (every cursor's first column). */
+static inline const pg_uuid_t *
+snapshot_reader_portfolio(const RowReader *r)
+{
+	return DatumGetUUIDP(r->values[0]);
+}
+
+/* A portfolios row's base currency, in the current context, or NULL. */
+extern char *snapshot_reader_base_currency(const RowReader *r);
+
+/* A ledger row as a ledger entry, copied into the current context. */
+extern void snapshot_reader_ledger_entry(const RowReader *r, LedgerEntry *e);
+
+#endif							/* SNAPSHOT_READS_H */

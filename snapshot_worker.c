@@ -1,0 +1,207 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_worker.c
+ *	  A valuation worker of capture_all_snapshots(): a dynamic background
+ *	  worker that takes a queue and then ranges of portfolio ids from the
+ *	  leader's segment, walks and values them under the leader's snapshot,
+ *	  and sends every result to the leader through its sink, the queue.
+ *
+ * See snapshot_parallel.h for the segment and the messages, and
+ * snapshot_leader.c for when workers are used.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "libpq/pqformat.h"
+#include "libpq/pqmq.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/shm_mq.h"
+#include "storage/shm_toc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "snapshot_parallel.h"
+#include "snapshot_walk.h"
+#include "snapshot_writer.h"
+
+/* The worker's sink: everything its walk values goes to the leader. */
+typedef struct QueueSink
+{
+	CaptureSink sink;			/* first, so the walk's sink is this */
+	shm_mq_handle *queue;
+	StringInfoData message;		/* reused for every message */
+} QueueSink;
+
+/* Put a length-prefixed byte string in a message. */
+static void
+put_bytes(StringInfo buf, const void *data, int len)
+{
+	pq_sendint32(buf, len);
+	pq_sendbytes(buf, (const char *) data, len);
+}
+
+/* The sink's message buffer, emptied and started with a message type. */
+static StringInfo
+start_message(QueueSink *qs, char type)
+{
+	resetStringInfo(&qs->message);
+	pq_sendbyte(&qs->message, type);
+	return &qs->message;
+}
+
+/*
+ * Send the message built to the leader; a leader that has gone away ends
+ * the worker.
+ */
+static void
+send_message(QueueSink *qs, bool flush)
+{
+	if (shm_mq_send(qs->queue, qs->message.len, qs->message.data, false, flush) != SHM_MQ_SUCCESS)
+		ereport(ERROR,
+				errcode(ERRCODE_ADMIN_SHUTDOWN),
+				errmsg("the capture this valuation worker served has ended"));
+}
+
+static void
+queue_receive_row(CaptureSink *self, const SnapshotRow *row)
+{
+	QueueSink  *qs = (QueueSink *) self;
+
+	snapshot_row_encode(start_message(qs, SNAPSHOT_MSG_ROW), row);
+	send_message(qs, false);
+}
+
+static void
+queue_receive_error(CaptureSink *self, const pg_uuid_t *id, int sqlerrcode,
+					const char *message, const char *detail)
+{
+	QueueSink  *qs = (QueueSink *) self;
+	StringInfo	buf = start_message(qs, SNAPSHOT_MSG_FAILED);
+
+	if (message == NULL)
+		message = "unknown error";
+	pq_sendbytes(buf, (const char *) id->data, UUID_LEN);
+	pq_sendint32(buf, sqlerrcode);
+	put_bytes(buf, message, strlen(message));
+	pq_sendbyte(buf, detail != NULL);
+	if (detail != NULL)
+		put_bytes(buf, detail, strlen(detail));
+	send_message(qs, false);
+}
+
+/*
+ * A valuation worker's main function: attach to the leader's segment, take
+ * a queue, connect as the capture's user, restore the leader's snapshot and
+ * settings, then walk and value ranges until none is left, and say so.
+ */
+void
+snapshot_valuation_worker(Datum main_arg)
+{
+	dsm_segment *seg;
+	shm_toc    *toc;
+	ParallelShared *shared;
+	SnapshotRange *ranges;
+	int			slot;
+	int			range;
+	int			walked_ranges = 0;
+	shm_mq	   *mq;
+	QueueSink	qs;
+	Snapshot	snapshot;
+	SnapshotConfig config;
+	MarketData	md;
+	int64		skipped_market = 0;
+	Walk		walk;
+	const char *nsp;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("could not map the capture's dynamic shared memory segment"));
+	toc = shm_toc_attach(SNAPSHOT_PARALLEL_MAGIC, dsm_segment_address(seg));
+	if (toc == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("the capture's shared memory segment has the wrong magic number"));
+	shared = shm_toc_lookup(toc, SNAPSHOT_KEY_SHARED, false);
+
+	/* a leader that has already gone needs nothing more */
+	if (!BecomeLockGroupMember(shared->leader, shared->leader_pid))
+		proc_exit(0);
+	slot = snapshot_parallel_take(shared, &shared->queues_taken, shared->nqueues);
+	if (slot < 0)
+		proc_exit(0);
+	mq = shm_toc_lookup(toc, SNAPSHOT_KEY_QUEUE + slot, false);
+	shm_mq_set_sender(mq, MyProc);
+	memset(&qs, 0, sizeof(qs));
+	qs.sink.receive_row = queue_receive_row;
+	qs.sink.receive_error = queue_receive_error;
+	qs.queue = shm_mq_attach(mq, seg, NULL);
+	pq_redirect_to_shm_mq(seg, qs.queue);
+	ranges = shm_toc_lookup(toc, SNAPSHOT_KEY_RANGES, false);
+
+	BackgroundWorkerInitializeConnectionByOid(shared->dboid, shared->userid,
+											  BGWORKER_BYPASS_ALLOWCONN);
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+
+	/* the leader's snapshot first: settings may look at the catalogs */
+	snapshot = RestoreSnapshot(shm_toc_lookup(toc, SNAPSHOT_KEY_SNAPSHOT, false));
+	RestoreTransactionSnapshot(snapshot, shared->leader);
+	PushActiveSnapshot(snapshot);
+	for (int i = 0; i < (int) SNAPSHOT_COPIED_SETTINGS; i++)
+		SetConfigOption(snapshot_copied_settings[i], shared->settings[i], PGC_SUSET,
+						PGC_S_SESSION);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	pgstat_report_activity(STATE_RUNNING, "snapshot valuation worker");
+
+	initStringInfo(&qs.message);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "snapshot: SPI_connect failed");
+	nsp = quote_identifier(get_namespace_name(shared->nspid));
+	snapshot_load_config(&config, shared->nspid, nsp);
+
+	memset(&md, 0, sizeof(md));
+	md.snapshot_date = shared->snapshot_date;
+	md.cost_method = config.cost_method;
+	md.stale_after_days = config.stale_after_days;
+	memset(&walk, 0, sizeof(walk));
+	walk.config = &config;
+	walk.md = &md;
+	walk.sink = &qs.sink;
+	walk.batch_size = snapshot_batch_size;
+	while ((range = snapshot_parallel_take(shared, &shared->ranges_taken, shared->nranges)) >= 0)
+	{
+		if (md.assets == NULL)
+			snapshot_read_market_data(&config, &walk.scope, &md, &skipped_market);
+		walk.scope.range = ranges[range];
+		snapshot_walk(&walk);
+		walked_ranges++;
+	}
+
+	start_message(&qs, SNAPSHOT_MSG_DONE);
+	pq_sendint32(&qs.message, walked_ranges);
+	pq_sendint64(&qs.message, skipped_market);
+	pq_sendint64(&qs.message, walk.skipped);
+	send_message(&qs, true);
+
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	dsm_detach(seg);
+	proc_exit(0);
+}

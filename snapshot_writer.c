@@ -1,0 +1,427 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_writer.c
+ *	  What a capture writes, in the calling backend: the month partitions,
+ *	  the batched upsert of the rows its sink receives, run errors,
+ *	  progress, the date's lock and the snapshots' metadata.  Every
+ *	  statement runs with the capture's rights (the extension owner's, in
+ *	  its own tables), through snapshot_spi_run() or a prepared plan.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/lmgr.h"
+#include "utils/array.h"
+#include "utils/backend_status.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "snapshot_writer.h"
+
+/*
+ * A batch is written once its values take this many bytes, whatever
+ * snapshot.batch_size says, so that no batch column nears the 1 GB a value
+ * may take.
+ */
+#define SNAPSHOT_BATCH_BYTES ((Size) 32 * 1024 * 1024)
+
+int			snapshot_batch_size = 1000;
+
+/*
+ * Define snapshot.batch_size, which bounds a batch's work, so only a
+ * superuser may change it.
+ */
+void
+snapshot_writer_init(void)
+{
+	DefineCustomIntVariable("snapshot.batch_size",
+							"Portfolios valued and written per batch by the capture functions.",
+							"The ledger cursor is fetched ten rows per portfolio of a batch at a time; "
+							"a batch is also written once it holds 32 MB.",
+							&snapshot_batch_size,
+							1000, 1, 100000,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+}
+
+/*
+ * Serialize captures of one date: lock the date's row of
+ * capture_date_locks until the transaction ends, creating it first.  Only
+ * the extension's owner has any privilege on that table, so no other role
+ * can hold the lock; a capture that waits shows "Lock" in pg_stat_activity.
+ */
+void
+snapshot_lock_date(const char *nsp, DateADT d)
+{
+	Oid			types[1] = {DATEOID};
+	Datum		values[1] = {DateADTGetDatum(d)};
+
+	pgstat_report_activity(STATE_RUNNING,
+						   "capture_all_snapshots: waiting for another capture of the same date");
+	snapshot_spi_run(psprintf("INSERT INTO %s.capture_date_locks AS l (snapshot_date) VALUES ($1)"
+					 " ON CONFLICT (snapshot_date) DO NOTHING", nsp),
+			1, types, values, NULL, false, SPI_OK_INSERT);
+	snapshot_spi_run(psprintf("SELECT FROM %s.capture_date_locks l"
+					 " WHERE l.snapshot_date OPERATOR(pg_catalog.=) $1 FOR UPDATE", nsp),
+			1, types, values, NULL, false, SPI_OK_SELECT);
+}
+
+/*
+ * The metadata stored with every snapshot of a capture.
+ */
+Datum
+snapshot_build_metadata(const char *triggered_by, const char *cost_method,
+						int stale_after_days, int64 run_id)
+{
+	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT8OID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', run_id ? ' ' : 'n'};
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(triggered_by);
+	values[1] = CStringGetTextDatum(cost_method);
+	values[2] = Int32GetDatum(stale_after_days);
+	values[3] = Int64GetDatum(run_id);
+	snapshot_spi_run("SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
+			"'triggered_by', $1, 'cost_method', $2, 'stale_after_days', $3, 'run_id', $4,"
+			" 'extension_version', (SELECT e.extversion FROM pg_catalog.pg_extension e"
+			" WHERE e.extname OPERATOR(pg_catalog.=) 'snapshot')))",
+			4, types, values, nulls, true, SPI_OK_SELECT);
+	return SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+										   1, &isnull),
+							 false, -1);
+}
+
+/*
+ * The month holding date d: its first day, the first day of the next, and
+ * the name of its partition.
+ */
+SnapshotMonth
+snapshot_month_of(DateADT d)
+{
+	SnapshotMonth month;
+	int			y,
+				m,
+				day;
+
+	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
+	month.first = date2j(y, m, 1) - POSTGRES_EPOCH_JDATE;
+	month.next = (m == 12 ? date2j(y + 1, 1, 1) : date2j(y, m + 1, 1)) - POSTGRES_EPOCH_JDATE;
+	month.partition = psprintf("portfolio_snapshots_y%04dm%02d", y, m);
+	return month;
+}
+
+/*
+ * Make sure the month partition holding date d exists.  It is created as a
+ * plain table and then attached, because ATTACH PARTITION takes only a SHARE
+ * UPDATE EXCLUSIVE lock on portfolio_snapshots, which readers and writers of
+ * snapshots never wait for (CREATE TABLE ... PARTITION OF would block them
+ * until the capture commits).
+ */
+void
+snapshot_ensure_partition(Oid nspid, const char *nsp, DateADT d)
+{
+	SnapshotMonth month = snapshot_month_of(d);
+	const char *name = month.partition;
+	char	   *qualified;
+	Oid			parent;
+	char	   *parent_name;
+
+	if (OidIsValid(get_relname_relid(name, nspid)))
+		return;
+
+	/* serialize creators; LockRelationOid also refreshes our catalog view */
+	parent = get_relname_relid("portfolio_snapshots", nspid);
+	if (!OidIsValid(parent))
+		elog(ERROR, "snapshot: table portfolio_snapshots is missing");
+	LockRelationOid(parent, ShareUpdateExclusiveLock);
+	if (OidIsValid(get_relname_relid(name, nspid)))
+		return;
+
+	qualified = psprintf("%s.%s", nsp, quote_identifier(name));
+	parent_name = psprintf("%s.portfolio_snapshots", nsp);
+	snapshot_spi_run(psprintf("CREATE TABLE %s (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS"
+					 " INCLUDING STORAGE INCLUDING COMPRESSION,"
+					 " PRIMARY KEY (portfolio_id, snapshot_date))",
+					 qualified, parent_name),
+			0, NULL, NULL, NULL, false, SPI_OK_UTILITY);
+	snapshot_spi_run(psprintf("ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM ('%s') TO ('%s')",
+					 parent_name, qualified,
+					 snapshot_date_iso(month.first), snapshot_date_iso(month.next)),
+			0, NULL, NULL, NULL, false, SPI_OK_UTILITY);
+}
+
+/*
+ * Prepare the upsert of a batch of snapshots: one statement per batch, the
+ * rows passed as parallel arrays, one per column of the row descriptor
+ * ($5 on).  The date's partition must exist.
+ */
+static void
+prepare_upsert(SnapshotWriter *w)
+{
+	Oid			types[4 + SNAPSHOT_COLUMNS] = {DATEOID, INT8OID, JSONBOID, TIMESTAMPTZOID};
+	StringInfoData sql;
+	StringInfoData select;
+	StringInfoData update;
+
+	initStringInfo(&sql);
+	initStringInfo(&select);
+	initStringInfo(&update);
+
+	/*
+	 * Every row of a capture has the same date, so the upsert goes straight
+	 * to that month's partition and its primary key arbitrates conflicts.
+	 * The arrays are unnested in the select list (in lockstep), which
+	 * streams the rows; unnest in FROM would first copy the whole batch into
+	 * a tuplestore.
+	 */
+	appendStringInfo(&sql, "INSERT INTO %s.%s AS s (snapshot_date, run_id, metadata, captured_at",
+					 w->nsp, quote_identifier(snapshot_month_of(w->snapshot_date).partition));
+	appendStringInfoString(&select, "SELECT $1, $2, $3, $4");
+	appendStringInfoString(&update, "run_id = EXCLUDED.run_id, metadata = EXCLUDED.metadata,"
+						   " captured_at = EXCLUDED.captured_at");
+	for (int c = 0; c < SNAPSHOT_COLUMNS; c++)
+	{
+		const char *column = snapshot_columns[c].name;
+
+		types[4 + c] = get_array_type(snapshot_column_type(c));
+		appendStringInfo(&sql, ", %s", column);
+		appendStringInfo(&select, ", pg_catalog.unnest($%d)", c + 5);
+		if (c != SNAP_PORTFOLIO_ID)
+			appendStringInfo(&update, ", %s = EXCLUDED.%s", column, column);
+	}
+	appendStringInfo(&sql, ") %s ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET %s",
+					 select.data, update.data);
+
+	w->upsert_plan = SPI_prepare(sql.data, 4 + SNAPSHOT_COLUMNS, types);
+	if (w->upsert_plan == NULL)
+		elog(ERROR, "snapshot: SPI_prepare failed (%s) for: %s",
+			 SPI_result_code_string(SPI_result), sql.data);
+}
+
+/*
+ * Start the batch's columns, one per column of the row descriptor.  Their
+ * buffers live in the batch context.
+ */
+static void
+batch_init(SnapshotWriter *w)
+{
+	for (int c = 0; c < SNAPSHOT_COLUMNS; c++)
+	{
+		BatchColumn *col = &w->batch[c];
+
+		col->elemtype = snapshot_column_type(c);
+		col->typlen = snapshot_column_typlen(c);
+		col->typalign = snapshot_column_typalign(c);
+		col->size = 8192;
+		col->buf = MemoryContextAllocZero(w->batch_cxt, col->size);
+		col->len = ARR_OVERHEAD_NONULLS(1);
+	}
+}
+
+/*
+ * Append one element to a batch column: typlen bytes, or a varlena (whose
+ * pointer need not be aligned) with its 4-byte header.
+ */
+static Size
+batch_append(BatchColumn *c, const char *value)
+{
+	Size		start = att_align_nominal(c->len, c->typalign);
+	Size		n;
+	uint32		header = 0;
+	bool		short_header = false;
+
+	if (c->typlen > 0)
+		n = c->typlen;
+	else if (VARATT_IS_1B(value))
+	{
+		/* a short header is widened: array elements carry 4-byte headers */
+		if (VARATT_IS_1B_E(value))
+			elog(ERROR, "snapshot: unexpected TOAST pointer in a snapshot value");
+		short_header = true;
+		n = VARSIZE_1B(value) - VARHDRSZ_SHORT + VARHDRSZ;
+	}
+	else
+	{
+		memcpy(&header, value, sizeof(uint32));
+		if (VARATT_IS_4B_C(&header))
+			elog(ERROR, "snapshot: unexpected compressed snapshot value");
+		n = VARSIZE_4B(&header);
+	}
+
+	if (start + n > c->size)
+	{
+		Size		size = c->size;
+
+		while (start + n > size)
+			size *= 2;
+		c->buf = repalloc(c->buf, size);
+		memset(c->buf + c->size, 0, size - c->size);
+		c->size = size;
+	}
+	memset(c->buf + c->len, 0, start - c->len);
+	if (short_header)
+	{
+		SET_VARSIZE(c->buf + start, n);
+		memcpy(c->buf + start + VARHDRSZ, value + VARHDRSZ_SHORT, n - VARHDRSZ);
+	}
+	else
+		memcpy(c->buf + start, value, n);
+	c->len = start + n;
+	return n;
+}
+
+/*
+ * The column as an array of its nbatch elements.
+ */
+static Datum
+batch_column_array(BatchColumn *c, int nbatch)
+{
+	ArrayType  *a;
+	Size		end = att_align_nominal(c->len, c->typalign);
+
+	/* padded after the last element too, as construct_array does */
+	if (end > c->size)
+	{
+		c->buf = repalloc(c->buf, end);
+		c->size = end;
+	}
+	memset(c->buf + c->len, 0, end - c->len);
+	c->len = end;
+	a = (ArrayType *) c->buf;
+	SET_VARSIZE(a, c->len);
+	a->ndim = 1;
+	a->dataoffset = 0;
+	a->elemtype = c->elemtype;
+	ARR_DIMS(a)[0] = nbatch;
+	ARR_LBOUND(a)[0] = 1;
+	return PointerGetDatum(a);
+}
+
+/*
+ * The writer's sink: add one valued portfolio to the batch, copying its
+ * values; the batch is written once it holds snapshot.batch_size portfolios
+ * or SNAPSHOT_BATCH_BYTES of values.
+ */
+static void
+writer_receive_row(CaptureSink *self, const SnapshotRow *row)
+{
+	SnapshotWriter *w = (SnapshotWriter *) self;
+
+	for (int c = 0; c < SNAPSHOT_COLUMNS; c++)
+		w->batch_bytes += batch_append(&w->batch[c], snapshot_row_value(row, c));
+	w->nbatch++;
+	w->captured++;
+	if (w->nbatch >= snapshot_batch_size || w->batch_bytes >= SNAPSHOT_BATCH_BYTES)
+		snapshot_writer_flush(w);
+}
+
+/*
+ * Show the run's progress in pg_stat_activity.query.
+ */
+void
+snapshot_report_progress(const SnapshotWriter *w)
+{
+	char		activity[128];
+
+	snprintf(activity, sizeof(activity),
+			 "capture_all_snapshots: " INT64_FORMAT "/" INT64_FORMAT " portfolios",
+			 w->captured + w->failed, w->total);
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/*
+ * Write the batch with one upsert and report progress.
+ */
+void
+snapshot_writer_flush(SnapshotWriter *w)
+{
+	Datum		values[4 + SNAPSHOT_COLUMNS];
+	char		nulls[4 + SNAPSHOT_COLUMNS];
+	int			rc;
+
+	if (w->nbatch > 0)
+	{
+		memset(nulls, ' ', sizeof(nulls));
+		values[0] = DateADTGetDatum(w->snapshot_date);
+		values[1] = Int64GetDatum(w->run_id);
+		nulls[1] = w->run_id ? ' ' : 'n';
+		values[2] = w->metadata;
+		values[3] = TimestampTzGetDatum(w->captured_at);
+		for (int i = 0; i < SNAPSHOT_COLUMNS; i++)
+			values[4 + i] = batch_column_array(&w->batch[i], w->nbatch);
+
+		rc = SPI_execute_plan(w->upsert_plan, values, nulls, false, 0);
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "snapshot: upsert of snapshots returned %s",
+				 SPI_result_code_string(rc));
+		w->nbatch = 0;
+		w->batch_bytes = 0;
+		for (int i = 0; i < SNAPSHOT_COLUMNS; i++)
+			w->batch[i].len = ARR_OVERHEAD_NONULLS(1);
+	}
+
+	if (w->total >= 0)
+		snapshot_report_progress(w);
+}
+
+/*
+ * The writer's sink: record a portfolio that could not be valued in
+ * snapshot_run_errors.
+ */
+static void
+writer_receive_error(CaptureSink *self, const pg_uuid_t *portfolio_id, int sqlerrcode,
+					 const char *message, const char *detail)
+{
+	SnapshotWriter *w = (SnapshotWriter *) self;
+	Oid			types[5] = {INT8OID, UUIDOID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', detail ? ' ' : 'n'};
+	char	   *sql;
+
+	w->failed++;
+	values[0] = Int64GetDatum(w->run_id);
+	values[1] = UUIDPGetDatum(portfolio_id);
+	values[2] = CStringGetTextDatum(unpack_sql_state(sqlerrcode));
+	values[3] = CStringGetTextDatum(message ? message : "unknown error");
+	values[4] = detail ? CStringGetTextDatum(detail) : (Datum) 0;
+	sql = psprintf("INSERT INTO %s.snapshot_run_errors"
+				   " (run_id, portfolio_id, sqlstate, message, detail)"
+				   " VALUES ($1, $2, $3, $4, $5)", w->nsp);
+	snapshot_spi_run(sql, 5, types, values, nulls, false, SPI_OK_INSERT);
+}
+
+/*
+ * Start a writer (see snapshot_writer.h).
+ */
+void
+snapshot_writer_begin(SnapshotWriter *w, const char *nsp, DateADT date, int64 run_id,
+					  Datum metadata, int64 total)
+{
+	memset(w, 0, sizeof(SnapshotWriter));
+	w->sink.receive_row = writer_receive_row;
+	w->sink.receive_error = writer_receive_error;
+	w->nsp = nsp;
+	w->snapshot_date = date;
+	w->run_id = run_id;
+	w->metadata = metadata;
+	w->captured_at = GetCurrentTransactionStartTimestamp();
+	w->total = total;
+	w->batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot batch",
+										 ALLOCSET_DEFAULT_SIZES);
+	prepare_upsert(w);
+	batch_init(w);
+	if (total >= 0)
+		snapshot_report_progress(w);
+}
+
