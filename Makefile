@@ -11,7 +11,7 @@ OBJS = snapshot.o \
 	snapshot_amount.o
 
 EXTENSION = snapshot
-DATA = snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot--1.2--1.3.sql
+DATA = snapshot--1.3.sql snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot--1.2--1.3.sql
 PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 
 # Every test file runs pgTAP inside pg_regress; see README.md ("Tests").

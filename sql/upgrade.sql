@@ -1,22 +1,27 @@
 -- upgrade: CREATE EXTENSION snapshot VERSION '1.0' and ALTER EXTENSION
--- snapshot UPDATE give the same objects as a fresh install of the default
--- version, and keep the data.
+-- snapshot UPDATE (the chain of upgrade scripts) give the same objects as a
+-- fresh install of the default version (its own full script,
+-- snapshot--1.3.sql), and keep the data.
 \i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 \i examples/schema.sql
-SELECT plan(14);
+SELECT plan(16);
 
 -- everything the extension defines, as text
 CREATE FUNCTION pg_temp.extension_objects() RETURNS SETOF text LANGUAGE sql AS $$
-    SELECT format('function %s(%s) returns %s secdef=%s config=%s acl=%s volatile=%s',
+    SELECT format('function %s(%s) returns %s secdef=%s config=%s acl=%s volatile=%s parallel=%s lang=%s rows=%s strict=%s defaults=%s body=%s',
                   p.proname, pg_get_function_identity_arguments(p.oid), pg_get_function_result(p.oid),
-                  p.prosecdef, p.proconfig, p.proacl, p.provolatile)
+                  p.prosecdef, p.proconfig, p.proacl, p.provolatile, p.proparallel,
+                  (SELECT l.lanname FROM pg_language l WHERE l.oid = p.prolang), p.prorows, p.proisstrict,
+                  pg_get_expr(p.proargdefaults, 0), md5(p.prosrc))
       FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
      WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'snapshot')
     UNION ALL
-    SELECT format('column %s.%s %s notnull=%s default=%s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-                  a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid))
+    SELECT format('column %s.%s #%s %s notnull=%s default=%s identity=%s compression=%s comment=%s',
+                  c.relname, a.attname, a.attnum, format_type(a.atttypid, a.atttypmod),
+                  a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid), a.attidentity, a.attcompression,
+                  col_description(c.oid, a.attnum))
       FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
       LEFT JOIN pg_attrdef ad ON ad.adrelid = c.oid AND ad.adnum = a.attnum
@@ -28,6 +33,11 @@ CREATE FUNCTION pg_temp.extension_objects() RETURNS SETOF text LANGUAGE sql AS $
     UNION ALL
     SELECT format('index %s', pg_get_indexdef(i.indexrelid))
       FROM pg_index i JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = i.indrelid AND d.deptype = 'e'
+     WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'snapshot')
+    UNION ALL
+    SELECT format('relation %s kind=%s acl=%s comment=%s', c.relname, c.relkind, c.relacl,
+                  obj_description(c.oid, 'pg_class'))
+      FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
      WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'snapshot')
     UNION ALL
     SELECT format('config %s %s', unnest(extconfig)::regclass, unnest(extcondition))
@@ -75,7 +85,17 @@ SELECT is(extversion, '1.3', 'a fresh install is 1.3') FROM pg_extension WHERE e
 CREATE TEMP TABLE fresh AS SELECT * FROM pg_temp.extension_objects() AS o;
 SELECT ok((SELECT count(*) FROM fresh) > 30, 'the comparison covers the functions, columns, constraints and indexes');
 SELECT set_eq('SELECT * FROM updated', 'SELECT * FROM fresh',
-              '1.0 updated to 1.3 has exactly the objects of a fresh 1.3 install');
+              '1.0 updated to 1.3 has exactly the objects of a fresh 1.3 install: columns in order, compression, comments, privileges, function bodies and settings');
+-- lz4 only where the server has it (it does here, so both paths set it)
+SELECT is((SELECT string_agg(a.attname || '=' || a.attcompression::text, ',' ORDER BY a.attname)
+             FROM pg_attribute a WHERE a.attrelid = 'snapshot.portfolio_snapshots'::regclass
+              AND a.attname IN ('positions', 'metadata')),
+          CASE WHEN EXISTS (SELECT FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY (enumvals))
+               THEN 'metadata=l,positions=l' ELSE 'metadata=,positions=' END,
+          'positions and metadata use lz4 when the server has it, the default otherwise');
+SELECT is((SELECT count(*) FROM fresh WHERE o LIKE 'function capture_all_snapshots(%jit=off%'
+                                          OR o LIKE 'function capture_snapshot(%jit=off%'), 2::bigint,
+          'the full script carries the settings later upgrades added (jit = off)');
 
 SELECT * FROM finish();
 ROLLBACK;
