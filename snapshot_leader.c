@@ -20,7 +20,7 @@
  * and not when the calling transaction holds a lock stronger than ACCESS
  * SHARE on a configured relation (LOCK TABLE takes no transaction id under
  * wal_level = minimal, and what the caller locked it may be about to
- * change).  Ranges no worker took, the leader walks itself.
+ * change).  The ranges no worker took, the leader walks itself.
  *
  *-------------------------------------------------------------------------
  */
@@ -220,15 +220,13 @@ receive_message(Walk *walk, int64 *skipped_market, int *workers, char *data, Siz
 			}
 		case SNAPSHOT_MSG_DONE:
 			{
-				int			ranges = (int) pq_getmsgint(&msg, 4);
 				int64		market = (int64) pq_getmsgint64(&msg);
 
 				/* every worker loaded the same market data */
 				*skipped_market = Max(*skipped_market, market);
 				walk->skipped += (int64) pq_getmsgint64(&msg);
 				pq_getmsgend(&msg);
-				if (ranges > 0)
-					(*workers)++;
+				(*workers)++;
 				return true;
 			}
 		case 'E':
@@ -322,7 +320,7 @@ snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nw
 	shm_mq_handle **queues;
 	int			live = 0;
 	int			workers = 0;
-	int			range;
+	int			taken;
 	MemoryContext message_cxt;
 	SourceScope all = walk->scope;
 
@@ -351,8 +349,7 @@ snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nw
 	shared->leader = MyProc;
 	shared->leader_pid = MyProcPid;
 	shared->snapshot_date = md->snapshot_date;
-	shared->nqueues = nworkers;
-	shared->nranges = nranges;
+	shared->nqueues = nranges;
 	for (int i = 0; i < (int) SNAPSHOT_COPIED_SETTINGS; i++)
 		strlcpy(shared->settings[i], GetConfigOption(snapshot_copied_settings[i], false, false),
 				SNAPSHOT_SETTING_LEN);
@@ -392,7 +389,7 @@ snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nw
 	 */
 	BecomeLockGroupLeader();
 
-	/* workers take queues in the order they attach: the first n are live */
+	/* workers take queues (and ranges) in the order they attach: the first n */
 	for (int i = 0; i < nworkers; i++)
 		if (start_worker(seg, i, &ws->handles[i]))
 			live++;
@@ -467,8 +464,12 @@ snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nw
 		CHECK_FOR_INTERRUPTS();
 	}
 
-	/* the ranges no worker took, walked here */
-	while ((range = snapshot_parallel_take(shared, &shared->ranges_taken, nranges)) >= 0)
+	/* the ranges of the queues no worker took (every worker has exited) */
+	SpinLockAcquire(&shared->mutex);
+	taken = shared->queues_taken;
+	shared->queues_taken = nranges;
+	SpinLockRelease(&shared->mutex);
+	for (int range = taken; range < nranges; range++)
 	{
 		if (md->assets == NULL)
 		{

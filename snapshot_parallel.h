@@ -8,19 +8,19 @@
  * The segment is a shm_toc with SNAPSHOT_PARALLEL_MAGIC and these keys:
  *
  *	SNAPSHOT_KEY_SHARED		ParallelShared: who, what date, the settings, and
- *							the counters by which workers take a queue and
- *							ranges
+ *							the counter by which workers take their queue
  *	SNAPSHOT_KEY_SNAPSHOT	the leader's serialized snapshot
  *	SNAPSHOT_KEY_RANGES		SnapshotRange[nranges]
  *	SNAPSHOT_KEY_QUEUE + i	the queue of the i'th worker to attach
  *
- * A worker takes the next queue and then, until none is left, the next
- * range of portfolio ids, each under the mutex, so no worker index travels
- * in the worker's registration.  On each queue a worker sends:
+ * A worker takes the next queue under the mutex, and walks the range of
+ * portfolio ids of the same number, so no worker index travels in the
+ * worker's registration; the ranges of queues no worker took, the leader
+ * walks itself once every worker has exited.  On each queue a worker sends:
  *
  *	'r'  a valued portfolio: its row (snapshot_row_encode())
  *	'f'  a portfolio that could not be valued: id, SQLSTATE, message, detail
- *	'z'  done: the ranges walked and the source rows skipped
+ *	'z'  done: the source rows skipped
  *
  * and its own errors arrive as protocol messages ('E', 'N', through
  * pq_redirect_to_shm_mq), which the leader rethrows, failing the capture.
@@ -62,27 +62,12 @@ typedef struct ParallelShared
 	PGPROC	   *leader;
 	int			leader_pid;
 	DateADT		snapshot_date;
-	int			nqueues;
-	int			nranges;
+	int			nqueues;		/* = the number of ranges */
 	char		settings[SNAPSHOT_COPIED_SETTINGS][SNAPSHOT_SETTING_LEN];
 
-	slock_t		mutex;			/* protects the two counters below */
-	int			queues_taken;
-	int			ranges_taken;
+	slock_t		mutex;			/* protects queues_taken */
+	int			queues_taken;	/* queues (and ranges) workers took */
 } ParallelShared;
-
-/* Take the next of n items counted by *taken; -1 when none is left. */
-static inline int
-snapshot_parallel_take(ParallelShared *shared, int *taken, int n)
-{
-	int			i = -1;
-
-	SpinLockAcquire(&shared->mutex);
-	if (*taken < n)
-		i = (*taken)++;
-	SpinLockRelease(&shared->mutex);
-	return i;
-}
 
 /* The valuation worker's main function (snapshot_worker.c), started by name. */
 extern PGDLLEXPORT void snapshot_valuation_worker(Datum main_arg);

@@ -2,9 +2,10 @@
  *
  * snapshot_worker.c
  *	  A valuation worker of capture_all_snapshots(): a dynamic background
- *	  worker that takes a queue and then ranges of portfolio ids from the
- *	  leader's segment, walks and values them under the leader's snapshot,
- *	  and sends every result to the leader through its sink, the queue.
+ *	  worker that takes a queue, and the range of portfolio ids of the same
+ *	  number, from the leader's segment, walks and values it under the
+ *	  leader's snapshot, and sends every result to the leader through its
+ *	  sink, the queue.
  *
  * See snapshot_parallel.h for the segment and the messages, and
  * snapshot_leader.c for when workers are used.
@@ -102,7 +103,7 @@ queue_receive_error(CaptureSink *self, const pg_uuid_t *id, int sqlerrcode,
 /*
  * A valuation worker's main function: attach to the leader's segment, take
  * a queue, connect as the capture's user, restore the leader's snapshot and
- * settings, then walk and value ranges until none is left, and say so.
+ * settings, walk and value the queue's range, and say so.
  */
 void
 snapshot_valuation_worker(Datum main_arg)
@@ -112,8 +113,6 @@ snapshot_valuation_worker(Datum main_arg)
 	ParallelShared *shared;
 	SnapshotRange *ranges;
 	int			slot;
-	int			range;
-	int			walked_ranges = 0;
 	shm_mq	   *mq;
 	QueueSink	qs;
 	Snapshot	snapshot;
@@ -141,7 +140,9 @@ snapshot_valuation_worker(Datum main_arg)
 	/* a leader that has already gone needs nothing more */
 	if (!BecomeLockGroupMember(shared->leader, shared->leader_pid))
 		proc_exit(0);
-	slot = snapshot_parallel_take(shared, &shared->queues_taken, shared->nqueues);
+	SpinLockAcquire(&shared->mutex);
+	slot = shared->queues_taken < shared->nqueues ? shared->queues_taken++ : -1;
+	SpinLockRelease(&shared->mutex);
 	if (slot < 0)
 		proc_exit(0);
 	mq = shm_toc_lookup(toc, SNAPSHOT_KEY_QUEUE + slot, false);
@@ -183,17 +184,11 @@ snapshot_valuation_worker(Datum main_arg)
 	walk.md = &md;
 	walk.sink = &qs.sink;
 	walk.batch_size = snapshot_batch_size;
-	while ((range = snapshot_parallel_take(shared, &shared->ranges_taken, shared->nranges)) >= 0)
-	{
-		if (md.assets == NULL)
-			snapshot_read_market_data(&config, &walk.scope, &md, &skipped_market);
-		walk.scope.range = ranges[range];
-		snapshot_walk(&walk);
-		walked_ranges++;
-	}
+	walk.scope.range = ranges[slot];
+	snapshot_read_market_data(&config, &walk.scope, &md, &skipped_market);
+	snapshot_walk(&walk);
 
 	start_message(&qs, SNAPSHOT_MSG_DONE);
-	pq_sendint32(&qs.message, walked_ranges);
 	pq_sendint64(&qs.message, skipped_market);
 	pq_sendint64(&qs.message, walk.skipped);
 	send_message(&qs, true);
