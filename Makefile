@@ -11,11 +11,12 @@ OBJS = snapshot.o \
 	snapshot_amount.o
 
 EXTENSION = snapshot
-DATA = snapshot--1.3.sql snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot--1.2--1.3.sql
+DATA = snapshot--1.4.sql snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot--1.2--1.3.sql \
+	snapshot--1.3--1.4.sql
 PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 
 # Every test file runs pgTAP inside pg_regress; see README.md ("Tests").
-REGRESS = configure valuation amounts cash fx prices errors isolation inputs security attacks limits attacks_sessions performance concurrency dump fallback upgrade parallel
+REGRESS = configure valuation amounts cash ledgers fx prices errors isolation inputs security attacks limits attacks_sessions performance concurrency dump fallback upgrade parallel
 REGRESS_OPTS = --load-extension=plpgsql
 
 # -Werror where it is wanted: scripts/test.sh (and so CI) builds with WERROR=-Werror
@@ -28,3 +29,6 @@ PG_CFLAGS += -fvisibility=hidden '-DPGDLLEXPORT=__attribute__((visibility("defau
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# PGXS tracks no header dependencies: every object depends on every header
+$(OBJS): $(wildcard *.h)

@@ -45,6 +45,7 @@
 #include "utils/snapmgr.h"
 
 #include "snapshot.h"
+#include "snapshot_amount.h"
 #include "snapshot_leader.h"
 #include "snapshot_writer.h"
 
@@ -266,8 +267,7 @@ capture_setup(Capture *cap, FunctionCallInfo fcinfo, DateADT snapshot_date)
 	cap->nsp = quote_identifier(get_namespace_name(cap->nspid));
 	snapshot_load_config(&cap->config, cap->nspid, cap->nsp);
 	cap->md.snapshot_date = snapshot_date;
-	cap->md.cost_method = cap->config.cost_method;
-	cap->md.stale_after_days = cap->config.stale_after_days;
+	cap->md.rules = cap->config.rules;
 	cap->walk.config = &cap->config;
 	cap->walk.md = &cap->md;
 	cap->walk.sink = &cap->writer.sink;
@@ -301,7 +301,7 @@ capture_run(Capture *cap, const char *triggered_by, int64 run_id, bool wrote_bef
 		snapshot_read_market_data(&cap->config, &cap->walk.scope, &cap->md,
 								  &cap->skipped_market);
 	metadata = snapshot_build_metadata(triggered_by, cap->config.cost_method_name,
-									   cap->config.stale_after_days, run_id);
+									   &cap->config.rules, run_id);
 	snapshot_ensure_partition(cap->nspid, cap->nsp, date);
 
 	/*
@@ -541,7 +541,8 @@ capture_snapshot(PG_FUNCTION_ARGS)
 /*
  * snapshot_configure(portfolios text, assets text, transactions text,
  *					  prices text, fx_rates text, cost_method text,
- *					  stale_after_days integer, search_path name[])
+ *					  stale_after_days integer, quantity_tolerance numeric,
+ *					  search_path name[])
  *		RETURNS void
  *
  * Resolve the application's relations, check them from the catalogs as
@@ -560,11 +561,20 @@ snapshot_configure(PG_FUNCTION_ARGS)
 	Oid			owner;
 	char	   *names[SOURCE_RELATIONS];
 	StringInfoData listing;
-	Oid			types[7] = {OIDOID, OIDOID, OIDOID, OIDOID, OIDOID, TEXTOID, INT4OID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[8] = {OIDOID, OIDOID, OIDOID, OIDOID, OIDOID, TEXTOID, INT4OID, NUMERICOID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Numeric		tolerance;
 	const char *nsp;
 
+	/* the 1.3 objects declare this function with eight arguments */
+	if (PG_NARGS() != 9)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("the snapshot extension's SQL objects are older than its library"),
+				errdetail("This library needs version 1.4 or later of the extension's SQL objects."),
+				errhint("Run ALTER EXTENSION snapshot UPDATE."));
+	tolerance = PG_ARGISNULL(7) ? NULL : PG_GETARG_NUMERIC(7);
 	if (cost_method == NULL || (strcmp(cost_method, "fifo") != 0 && strcmp(cost_method, "average") != 0))
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -577,7 +587,15 @@ snapshot_configure(PG_FUNCTION_ARGS)
 				errmsg("invalid stale_after_days: %s",
 					   PG_ARGISNULL(6) ? "NULL" : psprintf("%d", PG_GETARG_INT32(6))),
 				errhint("stale_after_days is a number of days, zero or more."));
-	if (PG_ARGISNULL(7))
+	if (tolerance == NULL || numeric_is_nan(tolerance) || numeric_is_inf(tolerance) ||
+		!amount_in_bounds(tolerance) || amount_sign(amount_of(tolerance)) < 0)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("invalid quantity_tolerance: %s",
+					   tolerance ? DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(tolerance)))
+					   : "NULL"),
+				errhint("quantity_tolerance is a quantity, zero or more: 0 (exact) or, for ledgers written from floating-point numbers, 1e-9."));
+	if (PG_ARGISNULL(8))
 		ereport(ERROR,
 				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				errmsg("search_path must not be null"),
@@ -588,7 +606,7 @@ snapshot_configure(PG_FUNCTION_ARGS)
 		bool	   *elem_nulls;
 		int			n;
 
-		deconstruct_array(PG_GETARG_ARRAYTYPE_P(7), NAMEOID, NAMEDATALEN, false,
+		deconstruct_array(PG_GETARG_ARRAYTYPE_P(8), NAMEOID, NAMEDATALEN, false,
 						  TYPALIGN_CHAR, &elems, &elem_nulls, &n);
 		for (int i = 0; i < n; i++)
 			if (!elem_nulls[i])
@@ -647,17 +665,18 @@ snapshot_configure(PG_FUNCTION_ARGS)
 	}
 	values[5] = CStringGetTextDatum(cost_method);
 	values[6] = PG_GETARG_DATUM(6);
+	values[7] = NumericGetDatum(tolerance);
 	nsp = quote_identifier(get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)));
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "snapshot: SPI_connect failed");
 	snapshot_spi_run(psprintf("DELETE FROM %s.snapshot_config", nsp), 0, NULL, NULL, NULL, false,
 			SPI_OK_DELETE);
 	snapshot_spi_run(psprintf("INSERT INTO %s.snapshot_config (portfolios, assets, transactions, prices,"
-					 " fx_rates, cost_method, stale_after_days)"
+					 " fx_rates, cost_method, stale_after_days, quantity_tolerance)"
 					 " VALUES ($1::pg_catalog.regclass, $2::pg_catalog.regclass,"
 					 " $3::pg_catalog.regclass, $4::pg_catalog.regclass,"
-					 " $5::pg_catalog.regclass, $6, $7)", nsp),
-			7, types, values, nulls, false, SPI_OK_INSERT);
+					 " $5::pg_catalog.regclass, $6, $7, $8)", nsp),
+			8, types, values, nulls, false, SPI_OK_INSERT);
 	SPI_finish();
 	PG_RETURN_VOID();
 }

@@ -37,13 +37,20 @@ snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp)
 	HeapTuple	tup;
 	TupleDesc	desc;
 	bool		isnull;
+	Oid			config_relid = get_relname_relid("snapshot_config", nspid);
 
-	/* the date locks arrived with the 1.3 objects, which this library needs */
-	if (!OidIsValid(get_relname_relid("capture_date_locks", nspid)))
+	/*
+	 * This library needs the 1.4 objects: the 1.3 security model (whose
+	 * date locks, configure and fallback the older objects lack) and 1.4's
+	 * quantity tolerance and taxes column.
+	 */
+	if (!OidIsValid(get_relname_relid("capture_date_locks", nspid)) ||
+		!OidIsValid(config_relid) ||
+		get_attnum(config_relid, "quantity_tolerance") == InvalidAttrNumber)
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				errmsg("the snapshot extension's SQL objects are older than its library"),
-				errdetail("This library needs version 1.3 or later of the extension's SQL objects."),
+				errdetail("This library needs version 1.4 or later of the extension's SQL objects."),
 				errhint("Run ALTER EXTENSION snapshot UPDATE."));
 
 	memset(config, 0, sizeof(SnapshotConfig));
@@ -51,7 +58,8 @@ snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp)
 	appendStringInfo(&sql,
 					 "SELECT c.portfolios::pg_catalog.oid, c.assets::pg_catalog.oid,"
 					 " c.transactions::pg_catalog.oid, c.prices::pg_catalog.oid,"
-					 " c.fx_rates::pg_catalog.oid, c.cost_method, c.stale_after_days"
+					 " c.fx_rates::pg_catalog.oid, c.cost_method, c.stale_after_days,"
+					 " c.quantity_tolerance"
 					 " FROM %s.snapshot_config c",
 					 nsp);
 	snapshot_spi_run(sql.data, 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
@@ -70,10 +78,15 @@ snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp)
 		config->relids[i] = isnull ? InvalidOid : DatumGetObjectId(d);
 	}
 	config->cost_method_name = SPI_getvalue(tup, desc, 6);
-	config->stale_after_days = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+	config->rules.stale_after_days = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
 	if (config->cost_method_name == NULL || isnull)
 		elog(ERROR, "snapshot: snapshot_config holds a NULL setting");
-	config->cost_method = strcmp(config->cost_method_name, "average") == 0
+	config->rules.quantity_tolerance = DatumGetNumericCopy(SPI_getbinval(tup, desc, 8, &isnull));
+	if (isnull)
+		elog(ERROR, "snapshot: snapshot_config holds a NULL setting");
+	config->rules.tolerance = amount_of(config->rules.quantity_tolerance);
+	config->rules.has_tolerance = amount_sign(config->rules.tolerance) > 0;
+	config->rules.cost_method = strcmp(config->cost_method_name, "average") == 0
 		? COST_AVERAGE : COST_FIFO;
 
 	/*

@@ -20,9 +20,8 @@ typedef struct SnapshotConfig
 	Oid			relids[SOURCE_RELATIONS];	/* InvalidOid when not configured */
 	char	   *names[SOURCE_RELATIONS];	/* NULL when not configured */
 	Oid			owner;			/* their owner, whose rights every read uses */
-	CostMethod	cost_method;
+	ValuationRules rules;
 	char	   *cost_method_name;
-	int			stale_after_days;
 } SnapshotConfig;
 
 /*

@@ -26,6 +26,7 @@ const SnapshotColumnDesc snapshot_columns[SNAPSHOT_COLUMNS] = {
 	[SNAP_REALIZED_PNL] = {"realized_pnl", SNAPSHOT_KIND_NUMERIC},
 	[SNAP_INCOME] = {"income", SNAPSHOT_KIND_NUMERIC},
 	[SNAP_FEES] = {"fees", SNAPSHOT_KIND_NUMERIC},
+	[SNAP_TAXES] = {"taxes", SNAPSHOT_KIND_NUMERIC},
 	[SNAP_NET_CONTRIBUTION] = {"net_contribution", SNAPSHOT_KIND_NUMERIC},
 	[SNAP_DAY_FLOW] = {"day_flow", SNAPSHOT_KIND_NUMERIC},
 	[SNAP_POSITION_COUNT] = {"position_count", SNAPSHOT_KIND_INT4},

@@ -74,6 +74,7 @@ typedef struct Totals
 	Amount		realized;
 	Amount		income;
 	Amount		fees;
+	Amount		taxes;
 	Amount		flows;
 	Amount		day_flow;
 } Totals;
@@ -216,6 +217,11 @@ snapshot_parse_txn_type(const char *type_text)
 		{"WITHDRAWAL", TXN_WITHDRAWAL},
 		{"DIVIDEND", TXN_DIVIDEND},
 		{"FEE", TXN_FEE},
+		{"INTEREST", TXN_INTEREST},
+		{"TAX", TXN_TAX},
+		{"SPLIT", TXN_SPLIT},
+		{"TRANSFER_IN", TXN_TRANSFER_IN},
+		{"TRANSFER_OUT", TXN_TRANSFER_OUT},
 	};
 
 	if (type_text == NULL)
@@ -376,6 +382,24 @@ find_position(const MarketData *md, Positions *ps, pg_uuid_t asset_id)
 	return slot->index;
 }
 
+/* A transfer of securities: TRANSFER_IN or TRANSFER_OUT with an asset. */
+static inline bool
+moves_securities(const LedgerEntry *e)
+{
+	return (e->type == TXN_TRANSFER_IN || e->type == TXN_TRANSFER_OUT) && e->has_asset;
+}
+
+/*
+ * A movement of the cash account from outside: DEPOSIT and WITHDRAWAL, and
+ * TRANSFER_IN and TRANSFER_OUT without an asset.
+ */
+static inline bool
+moves_cash_account(const LedgerEntry *e)
+{
+	return e->type == TXN_DEPOSIT || e->type == TXN_WITHDRAWAL ||
+		((e->type == TXN_TRANSFER_IN || e->type == TXN_TRANSFER_OUT) && !e->has_asset);
+}
+
 /*
  * Reject a ledger row that breaks the rules, before any of it is applied;
  * remember the asset of an asset type.
@@ -395,7 +419,7 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
 				errmsg("portfolio %s, transaction %s: unknown transaction type \"%s\"",
 					   uuid_text(&ledger->id), e->txn_id,
 					   e->type_text ? e->type_text : "(null)"),
-				errdetail("The type must be one of BUY, SELL, DEPOSIT, WITHDRAWAL, DIVIDEND or FEE."),
+				errdetail("The type must be one of BUY, SELL, DEPOSIT, WITHDRAWAL, DIVIDEND, FEE, INTEREST, TAX, SPLIT, TRANSFER_IN or TRANSFER_OUT."),
 				errhint("Correct the transaction in the ledger, then capture the portfolio again."));
 	check_finite(ledger, e, "quantity", e->quantity);
 	check_finite(ledger, e, "price", e->price);
@@ -403,15 +427,31 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
 	check_finite(ledger, e, "exchange rate", e->rate);
 	if (e->quantity == NULL)
 		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "quantity is null");
-	if (e->price == NULL)
-		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "price is null");
 	e->a_quantity = amount_of(e->quantity);
-	e->a_price = amount_of(e->price);
 	e->a_fee = e->fee ? amount_of(e->fee) : const_zero;
 	e->a_rate = e->rate ? amount_of(e->rate) : const_one;
-	if (amount_sign(e->a_quantity) <= 0)
+
+	/* a split's quantity is its ratio; FEE and TAX may carry only a fee */
+	if (e->type == TXN_SPLIT)
+	{
+		if (amount_sign(e->a_quantity) <= 0)
+			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
+						 "split ratio %s is not positive", n_text(e->quantity));
+	}
+	else if (e->type == TXN_FEE || e->type == TXN_TAX)
+	{
+		if (amount_sign(e->a_quantity) < 0)
+			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
+						 "quantity %s is negative", n_text(e->quantity));
+	}
+	else if (amount_sign(e->a_quantity) <= 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "quantity %s is not positive", n_text(e->quantity));
+
+	/* the price is ignored by a split, and by a row of quantity 0 */
+	if (e->price == NULL && e->type != TXN_SPLIT && amount_sign(e->a_quantity) != 0)
+		LEDGER_ERROR(ERRCODE_NULL_VALUE_NOT_ALLOWED, ledger, e, "price is null");
+	e->a_price = e->price && e->type != TXN_SPLIT ? amount_of(e->price) : const_zero;
 	if (amount_sign(e->a_price) < 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "price %s is negative", n_text(e->price));
@@ -421,7 +461,8 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
 	if (amount_sign(e->a_rate) <= 0)
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "exchange rate %s is not positive", n_text(e->rate));
-	if (e->type == TXN_BUY || e->type == TXN_SELL || e->type == TXN_DIVIDEND)
+	if (e->type == TXN_BUY || e->type == TXN_SELL || e->type == TXN_DIVIDEND ||
+		e->type == TXN_SPLIT || (moves_securities(e)))
 	{
 		if (!e->has_asset)
 			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
@@ -561,7 +602,160 @@ external_flow(Totals *t, Amount amount, bool on_day)
 }
 
 /*
- * Apply one checked ledger row to the positions and totals.
+ * Take what a SELL or TRANSFER_OUT removes from its position, and return
+ * the cost removed (by the cost method).  More than is held is an error,
+ * unless the excess is within the quantity tolerance: then the whole
+ * holding goes.  A holding left within the tolerance of zero is closed, and
+ * its remaining cost is removed with it.
+ */
+static Amount
+take_out(const MarketData *md, const PortfolioLedger *ledger, const LedgerEntry *e,
+		 Position *pos)
+{
+	const ValuationRules *rules = &md->rules;
+	Amount		quantity = e->a_quantity;
+	Amount		removed;
+
+	if (amount_cmp(quantity, pos->quantity) > 0)
+	{
+		if (!rules->has_tolerance ||
+			amount_cmp(amount_sub(quantity, pos->quantity), rules->tolerance) > 0)
+			LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, e,
+						 "%s %s of asset %s but only %s is held",
+						 e->type == TXN_SELL ? "sells" : "transfers out",
+						 n_text(e->quantity), uuid_text(&e->asset_id),
+						 amount_text(pos->quantity));
+		quantity = pos->quantity;
+	}
+	removed = remove_quantity(pos, quantity, rules->cost_method);
+	if (rules->has_tolerance && amount_sign(pos->quantity) > 0 &&
+		amount_cmp(pos->quantity, rules->tolerance) <= 0)
+	{
+		removed = amount_add(removed, pos->cost);
+		pos->quantity = const_zero;
+		pos->cost = const_zero;
+		pos->head = pos->nlots = 0;
+	}
+	return removed;
+}
+
+/*
+ * The place of a row among the rows of the same instant: splits first, then
+ * what adds, then what removes (rows of one instant are then in id order,
+ * the ledger's).
+ */
+static int
+same_instant_rank(TxnType type)
+{
+	switch (type)
+	{
+		case TXN_SPLIT:
+			return 0;
+		case TXN_DEPOSIT:
+		case TXN_TRANSFER_IN:
+		case TXN_BUY:
+		case TXN_DIVIDEND:
+		case TXN_INTEREST:
+			return 1;
+		case TXN_SELL:
+		case TXN_TRANSFER_OUT:
+		case TXN_WITHDRAWAL:
+		case TXN_FEE:
+		case TXN_TAX:
+			return 2;
+		case TXN_UNKNOWN:
+			break;
+	}
+	return 3;
+}
+
+/*
+ * Order the rows of each instant by same_instant_rank(), keeping the
+ * ledger's (id) order among rows of one rank: a stable counting sort of
+ * each run of equal transaction dates, linear in its rows, so the walk stays
+ * one ordered pass, nothing sorts the whole ledger, and no ledger makes
+ * this quadratic.
+ */
+static void
+order_same_instant(const PortfolioLedger *ledger)
+{
+	LedgerEntry *entries = ledger->entries;
+	LedgerEntry *sorted = NULL;
+	int			start = 0;
+
+	while (start < ledger->nentries)
+	{
+		int			end = start + 1;
+		bool		ordered = true;
+		int			counts[4] = {0, 0, 0, 0};
+		int			next[4];
+
+		CHECK_FOR_INTERRUPTS();
+		counts[same_instant_rank(entries[start].type)]++;
+		while (end < ledger->nentries &&
+			   entries[end].date_is_null == entries[start].date_is_null &&
+			   entries[end].transaction_date == entries[start].transaction_date)
+		{
+			int			rank = same_instant_rank(entries[end].type);
+
+			if (rank < same_instant_rank(entries[end - 1].type))
+				ordered = false;
+			counts[rank]++;
+			end++;
+		}
+		if (!ordered)
+		{
+			if (sorted == NULL)
+				sorted = palloc(sizeof(LedgerEntry) * ledger->nentries);
+			next[0] = 0;
+			for (int r = 1; r < 4; r++)
+				next[r] = next[r - 1] + counts[r - 1];
+			for (int i = start; i < end; i++)
+				sorted[next[same_instant_rank(entries[i].type)]++] = entries[i];
+			memcpy(&entries[start], sorted, sizeof(LedgerEntry) * (end - start));
+		}
+		start = end;
+	}
+	if (sorted != NULL)
+		pfree(sorted);
+}
+
+/*
+ * The fee of a row that moves no money of its own (SPLIT, TRANSFER_OUT),
+ * paid as a FEE row pays: out of cash, or as a flow in.
+ */
+static void
+pay_fee(Totals *t, const LedgerEntry *e, Amount fee_base, bool on_day)
+{
+	if (e->fee == NULL)
+		return;
+	pay(t, fee_base, on_day);
+	add_fees(t, e, fee_base);
+}
+
+/*
+ * A split of ratio new shares per old share: the position's quantity and
+ * every open lot's are multiplied by it, the cost is unchanged, and the
+ * last-trade price (the fallback price) is divided by it.  A position not
+ * held changes nothing.
+ */
+static void
+split_position(Position *pos, Amount ratio)
+{
+	if (amount_sign(pos->quantity) == 0)
+		return;
+	pos->quantity = amount_mul(pos->quantity, ratio);
+	for (int i = pos->head; i < pos->nlots; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		pos->lots[i].quantity = amount_mul(pos->lots[i].quantity, ratio);
+	}
+	pos->trade_price = amount_div(pos->trade_price, ratio);
+}
+
+/*
+ * Apply one checked ledger row to the positions and totals.  Every amount
+ * is in the base currency: g = quantity x price, f = fee, r = the rate.
  */
 static void
 apply_entry(const MarketData *md, const PortfolioLedger *ledger,
@@ -573,8 +767,16 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 	Position   *pos = NULL;
 	Amount		amount;
 
+	TxnType		type = e->type;
+
+	/* a transfer without an asset moves the cash account */
+	if (type == TXN_TRANSFER_IN && !e->has_asset)
+		type = TXN_DEPOSIT;
+	else if (type == TXN_TRANSFER_OUT && !e->has_asset)
+		type = TXN_WITHDRAWAL;
+
 	CHECK_FOR_INTERRUPTS();
-	switch (e->type)
+	switch (type)
 	{
 		case TXN_BUY:
 			amount = to_base(plus_fee(gross, e), e);
@@ -586,17 +788,27 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 
 		case TXN_SELL:
 			pos = &ps->items[e->position];
-			if (amount_cmp(e->a_quantity, pos->quantity) > 0)
-				LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, e,
-							 "sells %s of asset %s but only %s is held",
-							 n_text(e->quantity), uuid_text(&e->asset_id),
-							 amount_text(pos->quantity));
 			amount = to_base(minus_fee(gross, e), e);
 			t->realized = amount_add(t->realized,
-								amount_sub(amount, remove_quantity(pos, e->a_quantity,
-															  md->cost_method)));
+									 amount_sub(amount, take_out(md, ledger, e, pos)));
 			receive(t, amount, on_day);
 			add_fees(t, e, fee_base);
+			break;
+
+		case TXN_TRANSFER_IN:
+			/* a lot costing (g + f) x r, no cash; the flow in is g x r */
+			pos = &ps->items[e->position];
+			add_lot(pos, e->a_quantity, to_base(plus_fee(gross, e), e));
+			external_flow(t, to_base(gross, e), on_day);
+			add_fees(t, e, fee_base);
+			break;
+
+		case TXN_TRANSFER_OUT:
+			/* removed as a SELL would, no cash, no realized P&L; flow out g x r */
+			pos = &ps->items[e->position];
+			(void) take_out(md, ledger, e, pos);
+			external_flow(t, amount_sub(const_zero, to_base(gross, e)), on_day);
+			pay_fee(t, e, fee_base, on_day);
 			break;
 
 		case TXN_DEPOSIT:
@@ -614,6 +826,7 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 			return;
 
 		case TXN_DIVIDEND:
+		case TXN_INTEREST:
 			t->income = amount_add(t->income, to_base(gross, e));
 			receive(t, to_base(minus_fee(gross, e), e), on_day);
 			add_fees(t, e, fee_base);
@@ -625,11 +838,22 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 			t->fees = amount_add(t->fees, amount);
 			return;
 
+		case TXN_TAX:
+			pay(t, to_base(plus_fee(gross, e), e), on_day);
+			t->taxes = amount_add(t->taxes, to_base(gross, e));
+			add_fees(t, e, fee_base);
+			return;
+
+		case TXN_SPLIT:
+			split_position(&ps->items[e->position], e->a_quantity);
+			pay_fee(t, e, fee_base, on_day);
+			return;
+
 		case TXN_UNKNOWN:
 			elog(ERROR, "unchecked ledger entry");
 	}
 
-	/* BUY and SELL: remember the trade for the price and FX fallbacks */
+	/* trades and transfers of securities: the price and FX fallbacks */
 	pos->trade_price = e->a_price;
 	pos->trade_rate = e->a_rate;
 	pos->trade_date = snapshot_utc_date(e->transaction_date);
@@ -651,7 +875,7 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 		vp->price = asset->close;
 		vp->price_rounded = asset->close_rounded;
 		vp->price_date = asset->price_date;
-		if (md->snapshot_date - asset->price_date > md->stale_after_days)
+		if (md->snapshot_date - asset->price_date > md->rules.stale_after_days)
 		{
 			vp->price_source = "stale";
 			out->ints[SNAP_STALE_PRICES]++;
@@ -808,9 +1032,10 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 				errhint("Set the portfolio's base_currency, then capture it again."));
 
 	memset(&t, 0, sizeof(t));
-	t.cash = t.realized = t.income = t.fees = t.flows = t.day_flow = const_zero;
+	t.cash = t.realized = t.income = t.fees = t.taxes = t.flows = t.day_flow = const_zero;
 	memset(&ps, 0, sizeof(ps));
 	ps.map = posmap_create(CurrentMemoryContext, 16, NULL);
+	order_same_instant(ledger);
 	for (int i = 0; i < ledger->nentries; i++)
 	{
 		check_entry(md, ledger, &ledger->entries[i], &ps);
@@ -824,8 +1049,7 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 			ledger->entries[i].transaction_date == ledger->entries[i - 1].transaction_date)
 			LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, &ledger->entries[i],
 						 "appears more than once in the ledger");
-		if (ledger->entries[i].type == TXN_DEPOSIT ||
-			ledger->entries[i].type == TXN_WITHDRAWAL)
+		if (moves_cash_account(&ledger->entries[i]))
 			t.has_cash = true;
 	}
 
@@ -867,6 +1091,7 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 	out->fields[SNAP_REALIZED_PNL] = n_stored(t.realized);
 	out->fields[SNAP_INCOME] = n_stored(t.income);
 	out->fields[SNAP_FEES] = n_stored(t.fees);
+	out->fields[SNAP_TAXES] = n_stored(t.taxes);
 	out->fields[SNAP_NET_CONTRIBUTION] = n_stored(t.flows);
 	out->fields[SNAP_DAY_FLOW] = n_stored(t.day_flow);
 	out->ints[SNAP_POSITION_COUNT] = nvps;

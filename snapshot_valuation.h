@@ -34,8 +34,23 @@ typedef enum TxnType
 	TXN_DEPOSIT,
 	TXN_WITHDRAWAL,
 	TXN_DIVIDEND,
-	TXN_FEE
+	TXN_FEE,
+	TXN_INTEREST,
+	TXN_TAX,
+	TXN_SPLIT,
+	TXN_TRANSFER_IN,
+	TXN_TRANSFER_OUT
 } TxnType;
+
+/* The rules a capture values by (snapshot_configure()'s settings). */
+typedef struct ValuationRules
+{
+	CostMethod	cost_method;
+	int			stale_after_days;
+	Numeric		quantity_tolerance; /* >= 0; 0 is exact */
+	Amount		tolerance;		/* ... as an amount */
+	bool		has_tolerance;	/* it is not 0 */
+} ValuationRules;
 
 /* One ledger row as read from the transactions relation. */
 typedef struct LedgerEntry
@@ -116,8 +131,7 @@ typedef struct MarketData
 								 * the other way when there is none; NULL
 								 * without FX */
 	DateADT		snapshot_date;
-	CostMethod	cost_method;
-	int			stale_after_days;
+	ValuationRules rules;
 } MarketData;
 
 extern TxnType snapshot_parse_txn_type(const char *type_text);

@@ -177,8 +177,7 @@ snapshot_valuation_worker(Datum main_arg)
 
 	memset(&md, 0, sizeof(md));
 	md.snapshot_date = shared->snapshot_date;
-	md.cost_method = config.cost_method;
-	md.stale_after_days = config.stale_after_days;
+	md.rules = config.rules;
 	memset(&walk, 0, sizeof(walk));
 	walk.config = &config;
 	walk.md = &md;

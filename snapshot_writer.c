@@ -81,22 +81,24 @@ snapshot_lock_date(const char *nsp, DateADT d)
  */
 Datum
 snapshot_build_metadata(const char *triggered_by, const char *cost_method,
-						int stale_after_days, int64 run_id)
+						const ValuationRules *rules, int64 run_id)
 {
-	Oid			types[4] = {TEXTOID, TEXTOID, INT4OID, INT8OID};
-	Datum		values[4];
-	char		nulls[4] = {' ', ' ', ' ', run_id ? ' ' : 'n'};
+	Oid			types[5] = {TEXTOID, TEXTOID, INT4OID, INT8OID, NUMERICOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', run_id ? ' ' : 'n', ' '};
 	bool		isnull;
 
 	values[0] = CStringGetTextDatum(triggered_by);
 	values[1] = CStringGetTextDatum(cost_method);
-	values[2] = Int32GetDatum(stale_after_days);
+	values[2] = Int32GetDatum(rules->stale_after_days);
 	values[3] = Int64GetDatum(run_id);
+	values[4] = NumericGetDatum(rules->quantity_tolerance);
 	snapshot_spi_run("SELECT pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object("
-			"'triggered_by', $1, 'cost_method', $2, 'stale_after_days', $3, 'run_id', $4,"
-			" 'extension_version', (SELECT e.extversion FROM pg_catalog.pg_extension e"
-			" WHERE e.extname OPERATOR(pg_catalog.=) 'snapshot')))",
-			4, types, values, nulls, true, SPI_OK_SELECT);
+					 "'triggered_by', $1, 'cost_method', $2, 'stale_after_days', $3,"
+					 " 'quantity_tolerance', $5, 'run_id', $4,"
+					 " 'extension_version', (SELECT e.extversion FROM pg_catalog.pg_extension e"
+					 " WHERE e.extname OPERATOR(pg_catalog.=) 'snapshot')))",
+					 5, types, values, nulls, true, SPI_OK_SELECT);
 	return SPI_datumTransfer(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 										   1, &isnull),
 							 false, -1);

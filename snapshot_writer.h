@@ -78,7 +78,7 @@ extern void snapshot_ensure_partition(Oid nspid, const char *nsp, DateADT d);
 
 /* The metadata stored with every snapshot of a capture. */
 extern Datum snapshot_build_metadata(const char *triggered_by, const char *cost_method,
-									 int stale_after_days, int64 run_id);
+									 const ValuationRules *rules, int64 run_id);
 
 /*
  * Start a writer of date's snapshots (its partition exists) for run_id;

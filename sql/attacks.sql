@@ -234,7 +234,7 @@ SELECT is((SELECT count(*) FROM app.seen), 0::bigint, '4 operator: configure beh
 SELECT results_eq('SELECT cost_method, stale_after_days FROM snapshot.snapshot_config', $$VALUES ('fifo', 4)$$,
     '4 operator: ... and stores the configuration');
 SELECT ok((SELECT proconfig FROM pg_proc
-            WHERE oid = 'snapshot.snapshot_configure(text, text, text, text, text, text, integer, name[])'::regprocedure)
+            WHERE oid = 'snapshot.snapshot_configure(text, text, text, text, text, text, integer, numeric, name[])'::regprocedure)
           = ARRAY['search_path=pg_catalog, pg_temp'], '4 operator: snapshot_configure runs with search_path = pg_catalog, pg_temp');
 ROLLBACK TO SAVEPOINT attack;
 

@@ -39,7 +39,7 @@ SELECT results_eq(
        WHERE run_id = (SELECT run_id FROM second_run)$$,
     $$VALUES ('10000000-0000-0000-0000-000000000002', '22023',
               'portfolio 10000000-0000-0000-0000-000000000002, transaction 4: unknown transaction type "sync"',
-              'The type must be one of BUY, SELL, DEPOSIT, WITHDRAWAL, DIVIDEND or FEE.')$$,
+              'The type must be one of BUY, SELL, DEPOSIT, WITHDRAWAL, DIVIDEND, FEE, INTEREST, TAX, SPLIT, TRANSFER_IN or TRANSFER_OUT.')$$,
     'the error is recorded against the run with its SQLSTATE, message and detail');
 SELECT results_eq(
     $$SELECT portfolio_id::text, market_value, r.triggered_by

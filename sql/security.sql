@@ -39,7 +39,7 @@ SELECT ok(bool_and(p.proconfig = ARRAY['search_path=pg_catalog, pg_temp', 'jit=o
   FROM pg_proc p WHERE p.oid IN ('snapshot.capture_all_snapshots(date, text)'::regprocedure,
                                  'snapshot.capture_snapshot(uuid, date)'::regprocedure);
 SELECT ok(NOT (SELECT prosecdef FROM pg_proc
-                WHERE oid = 'snapshot.snapshot_configure(text, text, text, text, text, text, integer, name[])'::regprocedure),
+                WHERE oid = 'snapshot.snapshot_configure(text, text, text, text, text, text, integer, numeric, name[])'::regprocedure),
           'snapshot_configure runs with the caller''s rights');
 SELECT is(count(*), 0::bigint, 'PUBLIC may execute none of the extension''s functions')
   FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass

@@ -37,7 +37,7 @@ def test_the_airflow_role_is_limited(clean_runs) -> None:
                   f" has_table_privilege('{AIRFLOW_ROLE}', 'snapshot.snapshot_run_errors', 'SELECT'),"
                   f" has_table_privilege('{AIRFLOW_ROLE}', 'portfolios', 'SELECT'),"
                   f" has_table_privilege('{AIRFLOW_ROLE}', 'snapshot.portfolio_snapshots', 'SELECT'),"
-                  f" has_function_privilege('{AIRFLOW_ROLE}', 'snapshot.snapshot_configure(text,text,text,text,text,text,integer,name[])', 'EXECUTE'),"
+                  f" has_function_privilege('{AIRFLOW_ROLE}', 'snapshot.snapshot_configure(text,text,text,text,text,text,integer,numeric,name[])', 'EXECUTE'),"
                   f" has_table_privilege('{AIRFLOW_ROLE}', 'snapshot.capture_date_locks', 'SELECT,UPDATE')")
     assert grants == "t|t|t|f|f|f|f"
 

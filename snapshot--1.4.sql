@@ -1,12 +1,12 @@
-/* snapshot--1.3.sql: the full install script of version 1.3 */
+/* snapshot--1.4.sql: the full install script of version 1.4 */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION snapshot" to load this file. \quit
 
 /*
- * The objects of version 1.3, written out whole: CREATE EXTENSION runs this
+ * The objects of version 1.4, written out whole: CREATE EXTENSION runs this
  * script rather than 1.0 and the upgrades.  sql/upgrade.sql checks that
- * 1.0 updated to 1.3 gives exactly these objects.  The security model
+ * 1.0 updated to 1.4 gives exactly these objects.  The security model
  * (README.md, "Security model"): captures read the configured relations
  * with their owner's rights, check them from the catalogs at every capture,
  * and serialize on a lock that only the extension's owner can take.
@@ -28,8 +28,11 @@ CREATE TABLE @extschema@.snapshot_config (
     cost_method      text NOT NULL CHECK (cost_method IN ('fifo', 'average')),
     stale_after_days integer NOT NULL CHECK (stale_after_days >= 0),
     configured_at    timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    configured_by    name NOT NULL DEFAULT CURRENT_USER
+    configured_by    name NOT NULL DEFAULT CURRENT_USER,
+    quantity_tolerance numeric NOT NULL DEFAULT 0 CHECK (quantity_tolerance >= 0)
 );
+COMMENT ON COLUMN @extschema@.snapshot_config.quantity_tolerance IS
+    'A SELL or TRANSFER_OUT exceeding the holding by at most this much removes the whole holding, and a holding left within it of zero is closed; 0 is exact.';
 
 /* One row per capture_all_snapshots() call. */
 CREATE TABLE @extschema@.snapshot_runs (
@@ -96,8 +99,11 @@ CREATE TABLE @extschema@.portfolio_snapshots (
     positions        jsonb NOT NULL,
     metadata         jsonb NOT NULL,
     run_id           bigint,
-    captured_at      timestamptz NOT NULL
+    captured_at      timestamptz NOT NULL,
+    taxes            numeric NOT NULL DEFAULT 0
 ) PARTITION BY RANGE (snapshot_date);
+COMMENT ON COLUMN @extschema@.portfolio_snapshots.taxes IS
+    'Taxes paid (TAX rows: quantity x price x rate), in the base currency.';
 
 /*
  * positions and metadata are compressed with lz4 rather than pglz where the
@@ -145,19 +151,20 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.portfolio_snapshots', ''
  * them.  It runs with the caller's rights and a fixed search_path.
  */
 CREATE FUNCTION @extschema@.snapshot_configure(
-    portfolios       text DEFAULT 'portfolios',
-    assets           text DEFAULT 'assets',
-    transactions     text DEFAULT 'transactions',
-    prices           text DEFAULT 'asset_prices',
-    fx_rates         text DEFAULT NULL,
-    cost_method      text DEFAULT 'fifo',
-    stale_after_days integer DEFAULT 5,
-    search_path      name[] DEFAULT pg_catalog.current_schemas(true))
+    portfolios         text DEFAULT 'portfolios',
+    assets             text DEFAULT 'assets',
+    transactions       text DEFAULT 'transactions',
+    prices             text DEFAULT 'asset_prices',
+    fx_rates           text DEFAULT NULL,
+    cost_method        text DEFAULT 'fifo',
+    stale_after_days   integer DEFAULT 5,
+    quantity_tolerance numeric DEFAULT 0,
+    search_path        name[] DEFAULT pg_catalog.current_schemas(true))
 RETURNS void
 AS 'MODULE_PATHNAME', 'snapshot_configure'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
-REVOKE ALL ON FUNCTION @extschema@.snapshot_configure(text, text, text, text, text, text, integer, name[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.snapshot_configure(text, text, text, text, text, text, integer, numeric, name[]) FROM PUBLIC;
 
 /*
  * The capture functions run with jit = off: their queries are an ordered
