@@ -3,6 +3,7 @@
 MODULE_big = snapshot
 # in layer order, top first (scripts/check_layers.sh checks that calls go down)
 OBJS = snapshot.o \
+	snapshot_run.o \
 	snapshot_leader.o snapshot_worker.o snapshot_performance.o \
 	snapshot_walk.o snapshot_writer.o \
 	snapshot_reads.o snapshot_source.o \
@@ -11,8 +12,8 @@ OBJS = snapshot.o \
 	snapshot_amount.o
 
 EXTENSION = snapshot
-DATA = snapshot--1.4.sql snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot--1.2--1.3.sql \
-	snapshot--1.3--1.4.sql
+DATA = snapshot--1.5.sql snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot--1.2--1.3.sql \
+	snapshot--1.3--1.4.sql snapshot--1.4--1.5.sql
 PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 
 # Every test file runs pgTAP inside pg_regress; see README.md ("Tests").

@@ -43,10 +43,13 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "funcapi.h"
+#include "utils/tuplestore.h"
 
 #include "snapshot.h"
 #include "snapshot_amount.h"
 #include "snapshot_leader.h"
+#include "snapshot_run.h"
 #include "snapshot_writer.h"
 
 PG_MODULE_MAGIC;
@@ -86,6 +89,10 @@ PG_FUNCTION_INFO_V1(capture_all_snapshots);
 PG_FUNCTION_INFO_V1(capture_all_snapshots_if_missing);
 PG_FUNCTION_INFO_V1(capture_snapshot);
 PG_FUNCTION_INFO_V1(snapshot_configure);
+PG_FUNCTION_INFO_V1(start_capture);
+PG_FUNCTION_INFO_V1(resume_capture);
+PG_FUNCTION_INFO_V1(cancel_capture);
+PG_FUNCTION_INFO_V1(capture_progress_rows);
 
 /*
  * GUC check hook of snapshot.min_date: a date written YYYY-MM-DD, from
@@ -160,6 +167,7 @@ _PG_init(void)
 {
 	snapshot_writer_init();
 	snapshot_leader_init();
+	snapshot_run_init();
 	DefineCustomStringVariable("snapshot.min_date",
 							   "The earliest snapshot date a capture accepts.",
 							   "Earlier dates are refused, so that no call creates partitions for them.",
@@ -302,15 +310,7 @@ capture_run(Capture *cap, const char *triggered_by, int64 run_id, bool wrote_bef
 								  &cap->skipped_market);
 	metadata = snapshot_build_metadata(triggered_by, cap->config.cost_method_name,
 									   &cap->config.rules, run_id);
-	snapshot_ensure_partition(cap->nspid, cap->nsp, date);
-
-	/*
-	 * A capture in the current month also creates next month's partition, so
-	 * that the first captures of a month find it committed and never wait
-	 * for one another's uncommitted partition.
-	 */
-	if (snapshot_month_of(date).next == snapshot_month_of(utc_today()).next)
-		snapshot_ensure_partition(cap->nspid, cap->nsp, snapshot_month_of(date).next);
+	snapshot_ensure_partitions(cap->nspid, cap->nsp, date);
 	snapshot_writer_begin(&cap->writer, cap->nsp, date, run_id, metadata,
 						  single ? -1 : cap->total);
 	if (nworkers > 0)
@@ -377,6 +377,11 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 	snapshot_lock_date(cap.nsp, snapshot_date);
 	pgstat_report_activity(STATE_RUNNING, "capture_all_snapshots: counting the portfolios");
 
+	/*
+	 * Read after the lock with a snapshot of its own (not read-only SPI,
+	 * which would reuse the statement's, from before the wait): a fallback
+	 * that waited for the date's primary run finds it done.
+	 */
 	if (if_missing)
 	{
 		values[0] = DateADTGetDatum(snapshot_date);
@@ -384,7 +389,7 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 								  " WHERE r.snapshot_date OPERATOR(pg_catalog.=) $1"
 								  " AND r.status OPERATOR(pg_catalog.=) 'succeeded'"
 								  " ORDER BY r.run_id DESC LIMIT 1", cap.nsp),
-						 1, types, values, NULL, true, SPI_OK_SELECT);
+						 1, types, values, NULL, false, SPI_OK_SELECT);
 		if (SPI_processed == 1)
 		{
 			bool		covered;
@@ -679,4 +684,161 @@ snapshot_configure(PG_FUNCTION_ARGS)
 			8, types, values, nulls, false, SPI_OK_INSERT);
 	SPI_finish();
 	PG_RETURN_VOID();
+}
+
+/*
+ * The extension's schema (the function's), quoted, inside SPI.
+ */
+static const char *
+connect_in_schema(FunctionCallInfo fcinfo, Oid *nspid)
+{
+	*nspid = get_func_namespace(fcinfo->flinfo->fn_oid);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "snapshot: SPI_connect failed");
+	return quote_identifier(get_namespace_name(*nspid));
+}
+
+/*
+ * start_capture(snapshot_date date, triggered_by text) RETURNS bigint
+ *
+ * Start a run of the date owned by a background worker of its own, and
+ * return its id once the worker has committed it (queued): the date's
+ * active run's id if it has one (nothing is started), its interrupted run's
+ * id if its last run was interrupted (resumed).  The same checks as
+ * capture_all_snapshots(), configuration included, come first.
+ */
+Datum
+start_capture(PG_FUNCTION_ARGS)
+{
+	DateADT		snapshot_date = check_snapshot_date(fcinfo, 0);
+	char	   *triggered_by = check_triggered_by(fcinfo, 1);
+	Capture		cap;
+	int64		run_id;
+
+	claim_transaction_capture(snapshot_date, true);
+	capture_setup(&cap, fcinfo, snapshot_date);
+	(void) snapshot_reap_runs(cap.nsp);
+	SPI_finish();
+	run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, false);
+	PG_RETURN_INT64(run_id);
+}
+
+/*
+ * resume_capture(run_id bigint) RETURNS bigint
+ *
+ * Continue a failed or cancelled run after its last committed portfolio,
+ * with the same run id (returned); an active run's id is returned as is.
+ */
+Datum
+resume_capture(PG_FUNCTION_ARGS)
+{
+	int64		run_id;
+	Oid			nspid;
+	const char *nsp;
+	Oid			types[1] = {INT8OID};
+	Datum		values[1];
+	DateADT		snapshot_date;
+	bool		isnull;
+	Capture		cap;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("run_id must not be null"));
+	run_id = PG_GETARG_INT64(0);
+	nsp = connect_in_schema(fcinfo, &nspid);
+	values[0] = Int64GetDatum(run_id);
+	snapshot_spi_run(psprintf("SELECT r.snapshot_date FROM %s.snapshot_runs r"
+							  " WHERE r.run_id OPERATOR(pg_catalog.=) $1", nsp),
+					 1, types, values, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_NO_DATA_FOUND),
+				errmsg("run " INT64_FORMAT " does not exist", run_id));
+	snapshot_date = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												  1, &isnull));
+	SPI_finish();
+	claim_transaction_capture(snapshot_date, true);
+	capture_setup(&cap, fcinfo, snapshot_date);
+	(void) snapshot_reap_runs(cap.nsp);
+	SPI_finish();
+	PG_RETURN_INT64(snapshot_run_start(nspid, snapshot_date, "resume", run_id, false));
+}
+
+/*
+ * cancel_capture(run_id bigint) RETURNS boolean
+ *
+ * End an active run as cancelled, waiting until its worker has recorded
+ * it; false when the run was not active.
+ */
+Datum
+cancel_capture(PG_FUNCTION_ARGS)
+{
+	Oid			nspid;
+	const char *nsp;
+	bool		cancelled;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				errmsg("run_id must not be null"));
+	nsp = connect_in_schema(fcinfo, &nspid);
+	cancelled = snapshot_run_cancel(nsp, PG_GETARG_INT64(0));
+	SPI_finish();
+	PG_RETURN_BOOL(cancelled);
+}
+
+/*
+ * capture_progress_rows() RETURNS TABLE (...), behind the capture_progress
+ * view: every active run after the reaping of runs whose worker is gone,
+ * with its percent, rate and ETA, and its worker's state.
+ */
+Datum
+capture_progress_rows(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	Oid			nspid;
+	const char *nsp;
+	MemoryContext per_query;
+	MemoryContext old;
+	TupleDesc	desc;
+	Tuplestorestate *store;
+
+	InitMaterializedSRF(fcinfo, 0);
+	per_query = rsinfo->econtext->ecxt_per_query_memory;
+	store = rsinfo->setResult;
+	desc = rsinfo->setDesc;
+	nsp = connect_in_schema(fcinfo, &nspid);
+	(void) snapshot_reap_runs(nsp);
+	snapshot_spi_run(psprintf("SELECT r.run_id, r.snapshot_date, r.status, r.triggered_by, r.started_at,"
+							  " r.updated_at, r.portfolios, r.total,"
+							  " CASE WHEN r.total OPERATOR(pg_catalog.>) 0 THEN pg_catalog.round("
+							  "  100.0 OPERATOR(pg_catalog.*) r.portfolios OPERATOR(pg_catalog./) r.total, 1) END,"
+							  " CASE WHEN r.updated_at OPERATOR(pg_catalog.>) r.started_at THEN pg_catalog.round("
+							  "  r.portfolios OPERATOR(pg_catalog./) pg_catalog.date_part('epoch',"
+							  "  r.updated_at OPERATOR(pg_catalog.-) r.started_at)::pg_catalog.numeric, 1) END,"
+							  " CASE WHEN r.portfolios OPERATOR(pg_catalog.>) 0"
+							  "  AND r.updated_at OPERATOR(pg_catalog.>) r.started_at THEN"
+							  "  (r.updated_at OPERATOR(pg_catalog.-) r.started_at)"
+							  "  OPERATOR(pg_catalog.*) ((r.total OPERATOR(pg_catalog.-) r.portfolios)::pg_catalog.float8"
+							  "  OPERATOR(pg_catalog./) r.portfolios) END,"
+							  " r.worker_pid,"
+							  " (SELECT a.state OPERATOR(pg_catalog.||) coalesce(': ' OPERATOR(pg_catalog.||) a.wait_event, '')"
+							  "  FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) r.worker_pid)"
+							  " FROM %s.snapshot_runs r"
+							  " WHERE r.status OPERATOR(pg_catalog.=) ANY ('{queued,running}')"
+							  " ORDER BY r.run_id", nsp),
+					 0, NULL, NULL, NULL, false, SPI_OK_SELECT);
+	old = MemoryContextSwitchTo(per_query);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		Datum		values[13];
+		bool		nulls[13];
+
+		heap_deform_tuple(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, values, nulls);
+		tuplestore_putvalues(store, desc, values, nulls);
+	}
+	MemoryContextSwitchTo(old);
+	SPI_finish();
+	return (Datum) 0;
 }

@@ -12,15 +12,9 @@
  * does, and runs the very walk the leader would over ranges of portfolio
  * ids (snapshot_worker.c).
  *
- * Workers are used only where they see exactly what the leader sees: not
- * when the calling transaction wrote before the capture (a worker's own
- * transaction cannot see those rows), not when a configured relation is
- * temporary (it belongs to the leader's session), not under SERIALIZABLE
- * (a worker's reads would not take part in the leader's conflict checks),
- * and not when the calling transaction holds a lock stronger than ACCESS
- * SHARE on a configured relation (LOCK TABLE takes no transaction id under
- * wal_level = minimal, and what the caller locked it may be about to
- * change).  The ranges no worker took, the leader walks itself.
+ * Workers are used only where they see exactly what the leader sees
+ * (snapshot_other_process_sees_all(), the rule a run's own worker follows
+ * too).  The ranges no worker took, the leader walks itself.
  *
  *-------------------------------------------------------------------------
  */
@@ -97,22 +91,6 @@ snapshot_leader_init(void)
 }
 
 /*
- * Whether the current transaction holds a lock on relid stronger than
- * ACCESS SHARE.
- */
-static bool
-locked_beyond_access_share(Oid relid)
-{
-	LOCKTAG		tag;
-
-	SET_LOCKTAG_RELATION(tag, MyDatabaseId, relid);
-	for (LOCKMODE mode = RowShareLock; mode <= MaxLockMode; mode++)
-		if (LockHeldByMe(&tag, mode))
-			return true;
-	return false;
-}
-
-/*
  * How many valuation workers to use (see the file header); else one per
  * snapshot.portfolios_per_worker portfolios, at most snapshot.max_workers.
  */
@@ -120,31 +98,13 @@ int
 snapshot_parallel_workers(const SnapshotConfig *config, int64 total, bool wrote_before)
 {
 	int64		n;
-	HeapTuple	tup;
-	bool		canlogin;
 
-	if (snapshot_max_workers <= 0 || wrote_before || !IsUnderPostmaster ||
-		IsolationIsSerializable())
+	if (snapshot_max_workers <= 0 ||
+		!snapshot_other_process_sees_all(config->relids, wrote_before))
 		return 0;
 	n = Min(total / snapshot_portfolios_per_worker, (int64) snapshot_max_workers);
 	if (n < 1)
 		return 0;
-
-	for (int i = 0; i < SOURCE_RELATIONS; i++)
-		if (OidIsValid(config->relids[i]) &&
-			(get_rel_persistence(config->relids[i]) == RELPERSISTENCE_TEMP ||
-			 locked_beyond_access_share(config->relids[i])))
-			return 0;
-
-	/* a worker connects as the capture's user, which must be able to */
-	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
-	if (!HeapTupleIsValid(tup))
-		return 0;
-	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
-	ReleaseSysCache(tup);
-	if (!canlogin)
-		return 0;
-
 	for (int i = 0; i < (int) SNAPSHOT_COPIED_SETTINGS; i++)
 		if (strlen(GetConfigOption(snapshot_copied_settings[i], false, false)) >= SNAPSHOT_SETTING_LEN)
 			return 0;

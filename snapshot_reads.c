@@ -40,17 +40,20 @@ snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp)
 	Oid			config_relid = get_relname_relid("snapshot_config", nspid);
 
 	/*
-	 * This library needs the 1.4 objects: the 1.3 security model (whose
-	 * date locks, configure and fallback the older objects lack) and 1.4's
-	 * quantity tolerance and taxes column.
+	 * This library needs the 1.5 objects: the 1.3 security model (whose
+	 * date locks, configure and fallback the older objects lack), 1.4's
+	 * quantity tolerance and taxes column, and 1.5's run columns.
 	 */
+	Oid			runs_relid = get_relname_relid("snapshot_runs", nspid);
+
 	if (!OidIsValid(get_relname_relid("capture_date_locks", nspid)) ||
 		!OidIsValid(config_relid) ||
-		get_attnum(config_relid, "quantity_tolerance") == InvalidAttrNumber)
+		get_attnum(config_relid, "quantity_tolerance") == InvalidAttrNumber ||
+		!OidIsValid(runs_relid) || get_attnum(runs_relid, "worker_pid") == InvalidAttrNumber)
 		ereport(ERROR,
 				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				errmsg("the snapshot extension's SQL objects are older than its library"),
-				errdetail("This library needs version 1.4 or later of the extension's SQL objects."),
+				errdetail("This library needs version 1.5 or later of the extension's SQL objects."),
 				errhint("Run ALTER EXTENSION snapshot UPDATE."));
 
 	memset(config, 0, sizeof(SnapshotConfig));
@@ -136,6 +139,8 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 	Datum		values[2];
 	char	   *sql;
 	Oid			owner = config->owner;
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext cxt = md->cxt != NULL ? md->cxt : caller;
 
 	values[0] = DateADTGetDatum(md->snapshot_date);
 	values[1] = UUIDPGetDatum(&scope->portfolio_id);
@@ -145,6 +150,7 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 				   " WHERE $1 IS NOT NULL%s",
 				   config->names[SOURCE_ASSETS], asset_filter(config, scope, "a.id::pg_catalog.uuid"));
 	snapshot_source_query(owner, sql, scope->single ? 2 : 1, types, values, 0);
+	MemoryContextSwitchTo(cxt);	/* SPI returns in its own context */
 	md->assets = make_hash("snapshot assets", sizeof(pg_uuid_t), sizeof(AssetInfo),
 						   SPI_processed, true);
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -180,6 +186,7 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 				   " ORDER BY p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date DESC",
 				   config->names[SOURCE_PRICES], asset_filter(config, scope, "p.asset_id::pg_catalog.uuid"));
 	snapshot_source_query(owner, sql, scope->single ? 2 : 1, types, values, 0);
+	MemoryContextSwitchTo(cxt);	/* SPI returns in its own context */
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		HeapTuple	tup = SPI_tuptable->vals[i];
@@ -212,7 +219,10 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 	md->currencies = NULL;
 	md->fx = NULL;
 	if (config->names[SOURCE_FX_RATES] == NULL)
+	{
+		MemoryContextSwitchTo(caller);
 		return;
+	}
 	sql = psprintf("SELECT DISTINCT ON (f.from_currency::pg_catalog.text, f.to_currency::pg_catalog.text)"
 				   " f.from_currency::pg_catalog.text, f.to_currency::pg_catalog.text,"
 				   " f.rate::pg_catalog.numeric FROM %s f"
@@ -222,6 +232,7 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 				   " ORDER BY 1, 2, f.rate_date::pg_catalog.date DESC",
 				   config->names[SOURCE_FX_RATES]);
 	snapshot_source_query(owner, sql, 1, types, values, 0);
+	MemoryContextSwitchTo(cxt);
 	md->currencies = make_hash("snapshot currencies", SNAPSHOT_CURRENCY_MAXLEN + 1,
 							   sizeof(CurrencyInfo), 64, false);
 	md->fx = make_hash("snapshot fx rates", sizeof(FxKey), sizeof(FxInfo),
@@ -277,6 +288,7 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 		while ((a = hash_seq_search(&seq)) != NULL)
 			a->currency_id = snapshot_currency_id(md, a->currency);
 	}
+	MemoryContextSwitchTo(caller);
 }
 
 /*
@@ -418,9 +430,11 @@ snapshot_open_portfolios(RowReader *r, const SnapshotConfig *config,
 	/* $1 is only there so that the parameters number as the ledger's do */
 	walk_params(scope, 0, values);
 	reader_open(r, config->owner,
-				psprintf("SELECT p.id::pg_catalog.uuid, p.base_currency::pg_catalog.text"
+				psprintf("SELECT p.id::pg_catalog.uuid,"
+						 " pg_catalog.left(p.base_currency::pg_catalog.text, %d)"
 						 " FROM %s p WHERE p.id IS NOT NULL AND $1 IS NOT NULL%s"
 						 " ORDER BY p.id::pg_catalog.uuid",
+						 SNAPSHOT_CURRENCY_MAXLEN + 1,
 						 config->names[SOURCE_PORTFOLIOS], walk_filter(scope, "p.id")),
 				4, types, values, result_types, lengthof(result_types), fetch_rows);
 }
@@ -444,7 +458,8 @@ snapshot_open_ledger(RowReader *r, const SnapshotConfig *config,
 						 " t.exchange_rate::pg_catalog.numeric,"
 						 " t.transaction_date::pg_catalog.timestamptz, t.id::pg_catalog.text"
 						 " FROM %s t"
-						 " WHERE t.transaction_date::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $1"
+						 " WHERE (t.transaction_date::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $1"
+						 " OR t.transaction_date IS NULL)"
 						 " AND t.portfolio_id IS NOT NULL%s"
 						 " ORDER BY t.portfolio_id::pg_catalog.uuid,"
 						 " t.transaction_date::pg_catalog.timestamptz, t.id",

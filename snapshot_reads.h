@@ -91,8 +91,10 @@ typedef struct RowReader
 
 /*
  * The walk's two cursors, both in index order: the portfolios in scope by
- * id (id, base currency), and their ledger rows dated before the end of
- * date's UTC day by (portfolio_id, transaction_date, id).  The portfolio ids
+ * id (id, base currency: no more than one byte beyond the longest a
+ * valuation accepts), and their ledger rows dated before the end of date's
+ * UTC day, or not dated (which the valuation refuses), by (portfolio_id,
+ * transaction_date, id).  The portfolio ids
  * alone, for the coverage check.
  */
 extern void snapshot_open_portfolios(RowReader *r, const SnapshotConfig *config,

@@ -34,7 +34,9 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "catalog/namespace.h"
+#include "access/xact.h"
 #include "catalog/pg_am.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
 #include "catalog/pg_proc.h"
@@ -43,6 +45,7 @@
 #include "miscadmin.h"
 #include "parser/parse_coerce.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -424,6 +427,44 @@ snapshot_spi_run(const char *sql, int nargs, Oid *types, Datum *values,
 	if (rc != expected)
 		elog(ERROR, "snapshot: SPI_execute_with_args returned %s for: %s",
 			 SPI_result_code_string(rc), sql);
+}
+
+/*
+ * Whether the current transaction holds a lock on relid stronger than
+ * ACCESS SHARE.
+ */
+static bool
+locked_beyond_access_share(Oid relid)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_RELATION(tag, MyDatabaseId, relid);
+	for (LOCKMODE mode = RowShareLock; mode <= MaxLockMode; mode++)
+		if (LockHeldByMe(&tag, mode))
+			return true;
+	return false;
+}
+
+/* See snapshot_source.h. */
+bool
+snapshot_other_process_sees_all(const Oid relids[SOURCE_RELATIONS], bool wrote_before)
+{
+	HeapTuple	tup;
+	bool		canlogin;
+
+	if (wrote_before || !IsUnderPostmaster || IsolationIsSerializable())
+		return false;
+	for (int i = 0; i < SOURCE_RELATIONS; i++)
+		if (OidIsValid(relids[i]) &&
+			(get_rel_persistence(relids[i]) == RELPERSISTENCE_TEMP ||
+			 locked_beyond_access_share(relids[i])))
+			return false;
+	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(GetUserId()));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	canlogin = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	return canlogin;
 }
 
 /* The rights a read switched from, to switch back to. */

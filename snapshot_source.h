@@ -39,6 +39,22 @@ extern const char *const snapshot_source_roles[SOURCE_RELATIONS];
 extern Oid	snapshot_check_sources(const Oid relids[SOURCE_RELATIONS], bool lock,
 								   char *names[SOURCE_RELATIONS]);
 
+/*
+ * Whether another process (a valuation worker, a run's worker) would read
+ * exactly what the current transaction reads: not when the transaction
+ * wrote before the capture (wrote_before: the other process cannot see
+ * it), not when it holds a lock stronger than ACCESS SHARE on a configured
+ * relation (LOCK TABLE takes no transaction id under wal_level = minimal,
+ * and what it locked it may be about to change; the other process would
+ * wait for it), not when a configured relation is temporary (it belongs to
+ * this session), not under SERIALIZABLE (the other's reads would not take
+ * part in this transaction's conflict checks), and not when the current
+ * user cannot log in (the other process connects as it).  The one place
+ * this is decided.
+ */
+extern bool snapshot_other_process_sees_all(const Oid relids[SOURCE_RELATIONS],
+											bool wrote_before);
+
 /* The quoted, schema-qualified name of a relation (42P01 when it is gone). */
 extern char *snapshot_source_name(Oid relid, const char *role);
 

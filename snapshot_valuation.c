@@ -77,6 +77,7 @@ typedef struct Totals
 	Amount		taxes;
 	Amount		flows;
 	Amount		day_flow;
+	int64		split_work;		/* lots adjusted by splits so far */
 } Totals;
 
 /*
@@ -627,7 +628,9 @@ take_out(const MarketData *md, const PortfolioLedger *ledger, const LedgerEntry 
 						 amount_text(pos->quantity));
 		quantity = pos->quantity;
 	}
-	removed = remove_quantity(pos, quantity, rules->cost_method);
+	/* dust of a position already at zero removes nothing (and divides by nothing) */
+	removed = amount_sign(quantity) == 0 ? const_zero
+		: remove_quantity(pos, quantity, rules->cost_method);
 	if (rules->has_tolerance && amount_sign(pos->quantity) > 0 &&
 		amount_cmp(pos->quantity, rules->tolerance) <= 0)
 	{
@@ -737,14 +740,39 @@ pay_fee(Totals *t, const LedgerEntry *e, Amount fee_base, bool on_day)
  * A split of ratio new shares per old share: the position's quantity and
  * every open lot's are multiplied by it, the cost is unchanged, and the
  * last-trade price (the fallback price) is divided by it.  A position not
- * held changes nothing.
+ * held, or a ratio of 1, changes nothing.  The quantity stays within the
+ * bounds of a ledger amount (22003), and a portfolio's splits adjust at most
+ * SNAPSHOT_SPLIT_WORK_MAX lots in all (54000), so that no ledger makes a
+ * valuation's time or memory grow as lots times splits.
  */
+#define SNAPSHOT_SPLIT_WORK_MAX 1000000
+
 static void
-split_position(Position *pos, Amount ratio)
+split_position(const PortfolioLedger *ledger, const LedgerEntry *e, Position *pos,
+			   int64 *split_work)
 {
-	if (amount_sign(pos->quantity) == 0)
+	Amount		ratio = e->a_quantity;
+	Amount		quantity;
+
+	if (amount_sign(pos->quantity) == 0 || amount_cmp(ratio, const_one) == 0)
 		return;
-	pos->quantity = amount_mul(pos->quantity, ratio);
+	quantity = amount_mul(pos->quantity, ratio);
+	if (!amount_in_bounds(amount_numeric(quantity)))
+		ereport(ERROR,
+				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				errmsg("portfolio %s, transaction %s: the split makes the quantity of asset %s too long",
+					   uuid_text(&ledger->id), e->txn_id, uuid_text(&e->asset_id)),
+				errdetail("A quantity has at most %d digits before and %d after the decimal point.",
+						  SNAPSHOT_MAX_INTEGER_DIGITS, SNAPSHOT_MAX_DECIMALS),
+				errhint("Correct the transaction in the ledger, then capture the portfolio again."));
+	*split_work += pos->nlots - pos->head;
+	if (*split_work > SNAPSHOT_SPLIT_WORK_MAX)
+		ereport(ERROR,
+				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				errmsg("portfolio %s, transaction %s: its splits adjust more than %d open lots in all",
+					   uuid_text(&ledger->id), e->txn_id, SNAPSHOT_SPLIT_WORK_MAX),
+				errdetail("Each split multiplies every open lot of its asset."));
+	pos->quantity = quantity;
 	for (int i = pos->head; i < pos->nlots; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
@@ -845,7 +873,7 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 			return;
 
 		case TXN_SPLIT:
-			split_position(&ps->items[e->position], e->a_quantity);
+			split_position(ledger, e, &ps->items[e->position], &t->split_work);
 			pay_fee(t, e, fee_base, on_day);
 			return;
 
@@ -1030,25 +1058,34 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 				errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				errmsg("portfolio %s has no base currency", uuid_text(&ledger->id)),
 				errhint("Set the portfolio's base_currency, then capture it again."));
+	if (strlen(ledger->base_currency) > SNAPSHOT_CURRENCY_MAXLEN)
+		ereport(ERROR,
+				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				errmsg("portfolio %s has a base currency of %zu bytes", uuid_text(&ledger->id),
+					   strlen(ledger->base_currency)),
+				errdetail("A currency code has at most %d bytes.", SNAPSHOT_CURRENCY_MAXLEN),
+				errhint("Set the portfolio's base_currency, then capture it again."));
 
 	memset(&t, 0, sizeof(t));
 	t.cash = t.realized = t.income = t.fees = t.taxes = t.flows = t.day_flow = const_zero;
 	memset(&ps, 0, sizeof(ps));
 	ps.map = posmap_create(CurrentMemoryContext, 16, NULL);
+	/*
+	 * In ledger order (by date, then id) a row read twice (a portfolio
+	 * listed twice by a view, or a reused transaction id) sits next to its
+	 * twin; counting it twice would be silently wrong money.  Checked before
+	 * the rows of an instant are reordered by type, which could part twins.
+	 */
+	for (int i = 1; i < ledger->nentries; i++)
+		if (strcmp(ledger->entries[i].txn_id, ledger->entries[i - 1].txn_id) == 0 &&
+			ledger->entries[i].transaction_date == ledger->entries[i - 1].transaction_date)
+			LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, &ledger->entries[i],
+						 "appears more than once in the ledger");
+
 	order_same_instant(ledger);
 	for (int i = 0; i < ledger->nentries; i++)
 	{
 		check_entry(md, ledger, &ledger->entries[i], &ps);
-
-		/*
-		 * In ledger order a row read twice (a portfolio listed twice by a
-		 * view, or a reused transaction id) sits next to its twin; counting
-		 * it twice would be silently wrong money.
-		 */
-		if (i > 0 && strcmp(ledger->entries[i].txn_id, ledger->entries[i - 1].txn_id) == 0 &&
-			ledger->entries[i].transaction_date == ledger->entries[i - 1].transaction_date)
-			LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, &ledger->entries[i],
-						 "appears more than once in the ledger");
 		if (moves_cash_account(&ledger->entries[i]))
 			t.has_cash = true;
 	}

@@ -132,6 +132,8 @@ typedef struct MarketData
 								 * without FX */
 	DateADT		snapshot_date;
 	ValuationRules rules;
+	MemoryContext cxt;			/* where the maps live; NULL: the loader's
+								 * current context */
 } MarketData;
 
 extern TxnType snapshot_parse_txn_type(const char *type_text);

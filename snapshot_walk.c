@@ -33,7 +33,8 @@
 /*
  * Value one portfolio inside a subtransaction, as PL/pgSQL's exception block
  * does, so that a data error rolls back only this portfolio.  Returns false
- * and sets *edata (allocated in errcxt) on error.  The valuation does no SPI
+ * and sets *edata (allocated in errcxt) on error; what the valuation
+ * allocated is freed with it.  The valuation does no SPI
  * and writes nothing, so the subtransaction never takes an XID.
  */
 static bool
@@ -44,8 +45,16 @@ value_isolated(const MarketData *md, const PortfolioLedger *ledger,
 	ResourceOwner oldowner = CurrentResourceOwner;
 	volatile bool ok = true;
 
+	/*
+	 * The valuation allocates in a context of its own, a child of the
+	 * caller's: a valuation that fails is deleted with it before the error
+	 * is handed on, however much it took.
+	 */
+	MemoryContext valuation_cxt = AllocSetContextCreate(oldcxt, "snapshot valuation",
+														ALLOCSET_DEFAULT_SIZES);
+
 	BeginInternalSubTransaction(NULL);
-	MemoryContextSwitchTo(oldcxt);
+	MemoryContextSwitchTo(valuation_cxt);
 	PG_TRY();
 	{
 		snapshot_value_portfolio(md, ledger, out);
@@ -61,6 +70,7 @@ value_isolated(const MarketData *md, const PortfolioLedger *ledger,
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(oldcxt);
 		CurrentResourceOwner = oldowner;
+		MemoryContextDelete(valuation_cxt);
 
 		/*
 		 * A cancel, a statement timeout or a shutdown ends the capture, never
@@ -191,6 +201,7 @@ snapshot_walk(Walk *walk)
 	PortfolioLedger ledger;
 	pg_uuid_t	previous;
 	bool		have_previous = false;
+	int64		start = walk->walked;
 
 	snapshot_open_portfolios(&portfolios, walk->config, &walk->scope,
 							 Max(walk->batch_size, 100));
@@ -200,7 +211,8 @@ snapshot_walk(Walk *walk)
 	portfolio_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot portfolio",
 										  ALLOCSET_DEFAULT_SIZES);
 	have_txn = snapshot_reader_next(&ledger_rows, &walk->skipped);
-	while (snapshot_reader_next(&portfolios, &walk->skipped))
+	while ((walk->limit <= 0 || walk->walked - start < walk->limit) &&
+		   snapshot_reader_next(&portfolios, &walk->skipped))
 	{
 		MemoryContext old;
 		int			cmp = -1;
@@ -239,6 +251,7 @@ snapshot_walk(Walk *walk)
 			finish_portfolio(walk, &ledger);
 		previous = ledger.id;
 		have_previous = true;
+		walk->last_id = ledger.id;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(portfolio_cxt);
 	}

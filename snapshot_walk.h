@@ -37,14 +37,17 @@ typedef struct Walk
 	SourceScope scope;
 	CaptureSink *sink;
 	int			batch_size;		/* portfolios per fetch of the portfolios */
+	int64		limit;			/* stop after this many portfolios; 0: no limit */
 
 	int64		walked;			/* portfolios valued or failed */
 	int64		skipped;		/* portfolio and ledger rows without an id */
+	pg_uuid_t	last_id;		/* the last portfolio walked, when walked > 0 */
 } Walk;
 
 /*
  * Walk the portfolios of walk->scope and their ledgers in one ordered pass,
- * value each, and hand the row or the error to the sink.  A single capture
+ * value each, and hand the row or the error to the sink; with a limit, stop
+ * after that many portfolios (walk->last_id says where).  A single capture
  * raises a portfolio's error instead; a capture of all isolates it in a
  * subtransaction.
  */

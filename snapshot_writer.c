@@ -164,6 +164,21 @@ snapshot_ensure_partition(Oid nspid, const char *nsp, DateADT d)
 }
 
 /*
+ * See snapshot_writer.h.  A capture in the current month also creates next
+ * month's partition, so that the first captures of a month find it
+ * committed and never wait for one another's uncommitted partition.
+ */
+void
+snapshot_ensure_partitions(Oid nspid, const char *nsp, DateADT d)
+{
+	DateADT		today = snapshot_utc_date(GetCurrentTransactionStartTimestamp());
+
+	snapshot_ensure_partition(nspid, nsp, d);
+	if (snapshot_month_of(d).next == snapshot_month_of(today).next)
+		snapshot_ensure_partition(nspid, nsp, snapshot_month_of(d).next);
+}
+
+/*
  * Prepare the upsert of a batch of snapshots: one statement per batch, the
  * rows passed as parallel arrays, one per column of the row descriptor
  * ($5 on).  The date's partition must exist.

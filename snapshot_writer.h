@@ -76,6 +76,12 @@ extern void snapshot_lock_date(const char *nsp, DateADT d);
 extern SnapshotMonth snapshot_month_of(DateADT d);
 extern void snapshot_ensure_partition(Oid nspid, const char *nsp, DateADT d);
 
+/*
+ * The partition of date d, and of the next month too when d is in the
+ * current month (UTC).
+ */
+extern void snapshot_ensure_partitions(Oid nspid, const char *nsp, DateADT d);
+
 /* The metadata stored with every snapshot of a capture. */
 extern Datum snapshot_build_metadata(const char *triggered_by, const char *cost_method,
 									 const ValuationRules *rules, int64 run_id);

@@ -7,7 +7,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(31);
+SELECT plan(37);
 
 INSERT INTO assets (id, symbol, currency) VALUES
     ('0e000000-0000-0000-0000-000000000001', 'SPL', 'USD'),   -- split 10:1
@@ -221,6 +221,58 @@ UPDATE transactions SET type = 'FEE', quantity = -1, price = 1 WHERE id = 1401;
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000014', '2026-04-02')$$,
     '22023', 'portfolio e0000000-0000-0000-0000-000000000014, transaction 1401: quantity -1 is negative',
     'a FEE of negative quantity');
+
+-- what an untrusted ledger owner could write to hurt a capture (attack review)
+INSERT INTO portfolios (id, name, base_currency) VALUES
+    ('e0000000-0000-0000-0000-000000000016', 'huge split', 'USD'),
+    ('e0000000-0000-0000-0000-000000000017', 'split work', 'USD'),
+    ('e0000000-0000-0000-0000-000000000018', 'long currency', repeat('X', 100000)),
+    ('e0000000-0000-0000-0000-000000000019', 'reused id', 'USD'),
+    ('e0000000-0000-0000-0000-000000000020', 'undated', 'USD');
+INSERT INTO transactions (id, portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+OVERRIDING SYSTEM VALUE VALUES
+    (1601, 'e0000000-0000-0000-0000-000000000016', '0e000000-0000-0000-0000-000000000001', 'BUY', 1, 1, 0, NULL, '2026-04-01 09:00+00'),
+    (1602, 'e0000000-0000-0000-0000-000000000016', '0e000000-0000-0000-0000-000000000001', 'SPLIT', 1e30, NULL, NULL, NULL, '2026-04-01 10:00+00'),
+    (1603, 'e0000000-0000-0000-0000-000000000016', '0e000000-0000-0000-0000-000000000001', 'SPLIT', 1e30, NULL, NULL, NULL, '2026-04-01 11:00+00');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000016', '2026-04-02')$$,
+    '22003', 'portfolio e0000000-0000-0000-0000-000000000016, transaction 1603: the split makes the quantity of asset 0e000000-0000-0000-0000-000000000001 too long',
+    'a split past 40 digits is refused, not carried into ever longer numbers');
+-- 10,000 open lots and 110 doublings: 1,100,000 lot adjustments, within the digits
+INSERT INTO transactions (id, portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+OVERRIDING SYSTEM VALUE
+SELECT 200000 + n, 'e0000000-0000-0000-0000-000000000017', '0e000000-0000-0000-0000-000000000001',
+       CASE WHEN n <= 10000 THEN 'BUY' ELSE 'SPLIT' END, CASE WHEN n <= 10000 THEN 1 ELSE 2 END,
+       CASE WHEN n <= 10000 THEN 1 END, NULL, NULL, '2026-04-01 00:00+00'::timestamptz + n * interval '1 second'
+  FROM generate_series(1, 10110) AS n;
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000017', '2026-04-02')$$,
+    '54000', 'portfolio e0000000-0000-0000-0000-000000000017, transaction 210101: its splits adjust more than 1000000 open lots in all',
+    'splits over many open lots stop at a bound instead of growing as lots times splits');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000018', '2026-04-02')$$,
+    '22023', 'portfolio e0000000-0000-0000-0000-000000000018 has a base currency of 64 bytes',
+    'a base currency of 100,000 bytes is refused having read 64 of them');
+ALTER TABLE transactions DROP CONSTRAINT transactions_pkey;
+ALTER TABLE transactions ALTER COLUMN transaction_date DROP NOT NULL;
+INSERT INTO transactions (id, portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+OVERRIDING SYSTEM VALUE VALUES
+    (30, 'e0000000-0000-0000-0000-000000000019', '0e000000-0000-0000-0000-000000000006', 'BUY', 5, 10, 0, NULL, '2026-04-01 00:00+00'),
+    (30, 'e0000000-0000-0000-0000-000000000019', '0e000000-0000-0000-0000-000000000006', 'SELL', 5, 11, 0, NULL, '2026-04-01 00:00+00'),
+    (31, 'e0000000-0000-0000-0000-000000000019', '0e000000-0000-0000-0000-000000000006', 'BUY', 5, 10, 0, NULL, '2026-04-01 00:00+00'),
+    (41, 'e0000000-0000-0000-0000-000000000020', '0e000000-0000-0000-0000-000000000006', 'BUY', 5, 10, 0, NULL, '2026-04-01 00:00+00'),
+    (42, 'e0000000-0000-0000-0000-000000000020', '0e000000-0000-0000-0000-000000000006', 'BUY', 1000, 10, 0, NULL, NULL);
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000019', '2026-04-02')$$,
+    '22000', 'portfolio e0000000-0000-0000-0000-000000000019, transaction 30: appears more than once in the ledger',
+    'a transaction id used twice at one instant is found before the rows of the instant are reordered');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000020', '2026-04-02')$$,
+    '22004', 'portfolio e0000000-0000-0000-0000-000000000020, transaction 42: transaction_date is null',
+    'a ledger row without a date fails its portfolio, it is not silently left out');
+-- average cost with a tolerance: dust sold of a position at zero removes nothing
+INSERT INTO transactions (id, portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+OVERRIDING SYSTEM VALUE VALUES
+    (1701, 'e0000000-0000-0000-0000-000000000013', '0e000000-0000-0000-0000-000000000007', 'SELL', 0.0000000001, 10, 0, NULL, '2026-04-01 08:00+00');
+SELECT snapshot.snapshot_configure(cost_method => 'average', quantity_tolerance => 1e-9);
+SELECT results_eq($$SELECT (positions->0->>'quantity')::numeric, total_cost FROM snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000013', '2026-04-02')$$,
+    $$VALUES (105::numeric, 210::numeric)$$,
+    'average cost and a tolerance: dust sold of an asset not held divides nothing by zero');
 
 SELECT * FROM finish();
 ROLLBACK;

@@ -1,12 +1,12 @@
-/* snapshot--1.4.sql: the full install script of version 1.4 */
+/* snapshot--1.5.sql: the full install script of version 1.5 */
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "CREATE EXTENSION snapshot" to load this file. \quit
 
 /*
- * The objects of version 1.4, written out whole: CREATE EXTENSION runs this
+ * The objects of version 1.5, written out whole: CREATE EXTENSION runs this
  * script rather than 1.0 and the upgrades.  sql/upgrade.sql checks that
- * 1.0 updated to 1.4 gives exactly these objects.  The security model
+ * 1.0 updated to 1.5 gives exactly these objects.  The security model
  * (README.md, "Security model"): captures read the configured relations
  * with their owner's rights, check them from the catalogs at every capture,
  * and serialize on a lock that only the extension's owner can take.
@@ -40,14 +40,19 @@ CREATE TABLE @extschema@.snapshot_runs (
     snapshot_date date NOT NULL,
     triggered_by  text NOT NULL,
     status        text NOT NULL
-                  CHECK (status IN ('running', 'succeeded', 'partial', 'failed')),
+                  CHECK (status IN ('queued', 'running', 'succeeded', 'partial', 'failed', 'cancelled')),
     started_at    timestamptz NOT NULL,
     finished_at   timestamptz,
     portfolios    integer NOT NULL DEFAULT 0,
     captured      integer NOT NULL DEFAULT 0,
     failed        integer NOT NULL DEFAULT 0,
     workers       integer NOT NULL DEFAULT 0 CHECK (workers >= 0),
-    skipped_rows  integer NOT NULL DEFAULT 0 CHECK (skipped_rows >= 0)
+    skipped_rows  integer NOT NULL DEFAULT 0 CHECK (skipped_rows >= 0),
+    reason        text,
+    total         integer,
+    updated_at    timestamptz,
+    last_portfolio_id uuid,
+    worker_pid    integer
 );
 CREATE INDEX snapshot_runs_snapshot_date_idx
     ON @extschema@.snapshot_runs (snapshot_date, run_id);
@@ -55,6 +60,16 @@ COMMENT ON COLUMN @extschema@.snapshot_runs.workers IS
     'Valuation workers that took part in the run; 0 when the calling backend valued every portfolio.';
 COMMENT ON COLUMN @extschema@.snapshot_runs.skipped_rows IS
     'Source rows the run skipped: market data with a NULL or out-of-bounds value, portfolio or ledger rows without a portfolio id.';
+COMMENT ON COLUMN @extschema@.snapshot_runs.reason IS
+    'Why a run failed or was cancelled: interrupted (its worker died: crash, kill, restart), cancelled, timeout, or the error.';
+COMMENT ON COLUMN @extschema@.snapshot_runs.total IS
+    'Portfolios the run expects (counted when it starts), for its progress.';
+COMMENT ON COLUMN @extschema@.snapshot_runs.updated_at IS
+    'When the run last committed a batch.';
+COMMENT ON COLUMN @extschema@.snapshot_runs.last_portfolio_id IS
+    'The last portfolio of the last committed batch: a resumed run continues after it.';
+COMMENT ON COLUMN @extschema@.snapshot_runs.worker_pid IS
+    'The process id of the background worker that runs (or last ran) it.';
 
 /* The portfolios a run could not value, and why. */
 CREATE TABLE @extschema@.snapshot_run_errors (
@@ -405,3 +420,62 @@ RETURNS TABLE (
 AS 'MODULE_PATHNAME', 'performance_series'
 LANGUAGE C STABLE PARALLEL RESTRICTED ROWS 366;
 REVOKE ALL ON FUNCTION @extschema@.performance_series(uuid, date, date) FROM PUBLIC;
+
+/*
+ * Runs that own themselves (README.md, "Runs"): start_capture() starts a
+ * background worker that owns the run and commits it in batches.
+ */
+CREATE FUNCTION @extschema@.start_capture(
+    snapshot_date date DEFAULT (pg_catalog.now() AT TIME ZONE 'UTC')::date,
+    triggered_by  text DEFAULT 'manual')
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'start_capture'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off;
+REVOKE ALL ON FUNCTION @extschema@.start_capture(date, text) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.resume_capture(run_id bigint)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'resume_capture'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET jit = off;
+REVOKE ALL ON FUNCTION @extschema@.resume_capture(bigint) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.cancel_capture(run_id bigint)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'cancel_capture'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION @extschema@.cancel_capture(bigint) FROM PUBLIC;
+
+/*
+ * capture_progress: every active run (queued or running), after recording
+ * as failed/interrupted any whose worker is gone.
+ */
+CREATE FUNCTION @extschema@.capture_progress_rows()
+RETURNS TABLE (
+    run_id                bigint,
+    snapshot_date         date,
+    status                text,
+    triggered_by          text,
+    started_at            timestamptz,
+    updated_at            timestamptz,
+    progress              integer,
+    total                 integer,
+    percent               numeric,
+    portfolios_per_second numeric,
+    eta                   interval,
+    worker_pid            integer,
+    worker_state          text)
+AS 'MODULE_PATHNAME', 'capture_progress_rows'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp;
+REVOKE ALL ON FUNCTION @extschema@.capture_progress_rows() FROM PUBLIC;
+
+CREATE VIEW @extschema@.capture_progress AS
+    SELECT p.* FROM @extschema@.capture_progress_rows() AS p;
+REVOKE ALL ON @extschema@.capture_progress FROM PUBLIC;
+COMMENT ON VIEW @extschema@.capture_progress IS
+    'Active runs with their progress; reading it records runs whose worker is gone as failed/interrupted.';

@@ -1,0 +1,804 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_run.c
+ *	  Runs that own themselves: start_capture() registers a background
+ *	  worker that owns the run, in a database connection of its own.
+ *
+ * The starter and the worker share a small shm_toc segment (RunShared).
+ * The worker, in its first transaction, takes the date's lock, then joins
+ * the date's active run, resumes its interrupted one, or inserts a new run
+ * row (queued), takes the run's lock and commits; it tells the starter the
+ * run id and sets its latch.  Then, a transaction per batch of
+ * snapshot.commit_every portfolios, it walks the portfolios after the last
+ * committed one (the first batch counts them, sets the run running and
+ * loads the market data, kept for the whole run), writes them and commits
+ * the batch with the run's progress (portfolios, captured, failed,
+ * last_portfolio_id, updated_at).  Each batch reads under a snapshot of its
+ * own, so each portfolio is valued against one consistent view of its own
+ * ledger.  The last transaction sets the run's final status.
+ *
+ * The run's lock is a session lock on an advisory-type lock tag whose
+ * fourth field (SNAPSHOT_RUN_LOCKTAG) no SQL function can produce, so no
+ * role can take it: while the worker lives it holds the lock, and the lock
+ * goes with the process however it ends (an error, a kill, a crash and
+ * restart).  A queued or running run whose lock is free has lost its worker:
+ * snapshot_reap_runs() records it as failed with reason 'interrupted'.
+ *
+ * A cancel reaches the worker as SIGINT (a query cancel): from
+ * cancel_capture(), or from a waiting caller that was cancelled or timed
+ * out, which leaves the reason in the segment; the worker records the run as
+ * cancelled with that reason.  Any other error fails the run with the
+ * error as its reason.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lock.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
+#include "storage/shm_toc.h"
+#include "storage/spin.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timeout.h"
+#include "utils/wait_event.h"
+
+#include "snapshot_run.h"
+#include "snapshot_walk.h"
+#include "snapshot_writer.h"
+
+#define SNAPSHOT_RUN_MAGIC		0x534e5255	/* "SNRU" */
+#define SNAPSHOT_RUN_KEY		UINT64CONST(0x5352000000000001)
+
+/* the fourth field of a run's lock tag: SQL's advisory locks use 1 and 2 */
+#define SNAPSHOT_RUN_LOCKTAG	0x534E
+
+/* what the worker has got to, as the starter sees it */
+typedef enum RunState
+{
+	RUN_STARTING,				/* the worker has not committed a run yet */
+	RUN_STARTED,				/* run_id is committed (queued), or joined */
+	RUN_ENDED					/* the run has its final status, or failed to
+								 * start (sqlerrcode) */
+} RunState;
+
+#define SNAPSHOT_REASON_LEN 16
+#define SNAPSHOT_MESSAGE_LEN 512
+
+typedef struct RunShared
+{
+	Oid			dboid;
+	Oid			userid;			/* the capture's user, whom the worker is */
+	Oid			nspid;
+	DateADT		snapshot_date;
+	int64		resume_run_id;	/* 0: by date */
+	char		triggered_by[256];
+	int			batch_size;
+	int			commit_every;
+	PGPROC	   *starter;
+
+	slock_t		mutex;			/* protects what follows */
+	RunState	state;
+	int64		run_id;
+	bool		joined;			/* the run was already active */
+	int			worker_pid;
+	char		cancel_reason[SNAPSHOT_REASON_LEN];	/* set by a waiting starter */
+	int			sqlerrcode;		/* a failure before any run existed */
+	char		message[SNAPSHOT_MESSAGE_LEN];
+} RunShared;
+
+int			snapshot_commit_every = 5000;
+
+PGDLLEXPORT void snapshot_run_worker(Datum main_arg);
+
+/*
+ * Define snapshot.commit_every, which bounds what a crash can cost a run, so
+ * only a superuser may change it.
+ */
+void
+snapshot_run_init(void)
+{
+	DefineCustomIntVariable("snapshot.commit_every",
+							"Portfolios a run commits per batch.",
+							"A run started by start_capture() commits its snapshots and its progress "
+							"every this many portfolios; a crash costs at most one batch.",
+							&snapshot_commit_every,
+							5000, 1, INT_MAX,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+}
+
+static void
+run_locktag(LOCKTAG *tag, int64 run_id)
+{
+	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) run_id >> 32),
+						 (uint32) run_id, SNAPSHOT_RUN_LOCKTAG);
+}
+
+/* See snapshot_run.h. */
+bool
+snapshot_run_is_alive(int64 run_id)
+{
+	LOCKTAG		tag;
+
+	run_locktag(&tag, run_id);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		return true;
+	LockRelease(&tag, ExclusiveLock, true);
+	return false;
+}
+
+/* See snapshot_run.h. */
+int
+snapshot_reap_runs(const char *nsp)
+{
+	int			reaped = 0;
+	int64	   *runs;
+	uint64		n;
+	Oid			types[1] = {INT8OID};
+
+	snapshot_spi_run(psprintf("SELECT r.run_id FROM %s.snapshot_runs r"
+							  " WHERE r.status OPERATOR(pg_catalog.=) ANY ('{queued,running}')", nsp),
+					 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+	n = SPI_processed;
+	runs = palloc(sizeof(int64) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		runs[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+											  1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	for (uint64 i = 0; i < n; i++)
+	{
+		Datum		values[1] = {Int64GetDatum(runs[i])};
+
+		if (snapshot_run_is_alive(runs[i]))
+			continue;
+		snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'failed', reason = 'interrupted',"
+								  " finished_at = pg_catalog.clock_timestamp()"
+								  " WHERE run_id OPERATOR(pg_catalog.=) $1"
+								  " AND status OPERATOR(pg_catalog.=) ANY ('{queued,running}')", nsp),
+						 1, types, values, NULL, false, SPI_OK_UPDATE);
+		reaped += (int) SPI_processed;
+	}
+	return reaped;
+}
+
+/*
+ * Wait until run_id's worker has gone (its lock is free): a wait in the lock
+ * manager, which pg_stat_activity shows and the deadlock detector sees.
+ */
+static void
+wait_for_run_end(int64 run_id)
+{
+	LOCKTAG		tag;
+
+	run_locktag(&tag, run_id);
+	(void) LockAcquire(&tag, ShareLock, false, false);
+	LockRelease(&tag, ShareLock, false);
+}
+
+/* See snapshot_run.h. */
+bool
+snapshot_run_cancel(const char *nsp, int64 run_id)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(run_id)};
+	bool		isnull;
+	char	   *status;
+	Datum		pid;
+
+	snapshot_spi_run(psprintf("SELECT r.status, r.worker_pid FROM %s.snapshot_runs r"
+							  " WHERE r.run_id OPERATOR(pg_catalog.=) $1", nsp),
+					 1, types, values, NULL, true, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				errcode(ERRCODE_NO_DATA_FOUND),
+				errmsg("run " INT64_FORMAT " does not exist", run_id));
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	pid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+	if (strcmp(status, "queued") != 0 && strcmp(status, "running") != 0)
+		return false;
+	if (!snapshot_run_is_alive(run_id) || isnull)
+	{
+		(void) snapshot_reap_runs(nsp);
+		return false;
+	}
+
+	/* the pid was written by the worker that holds the run's lock now */
+	if (BackendPidGetProc(DatumGetInt32(pid)) != NULL)
+		(void) kill(DatumGetInt32(pid), SIGINT);
+	wait_for_run_end(run_id);
+	return true;
+}
+
+/* The segment of the starter's run, and the worker's handle, for callbacks. */
+typedef struct StartedRun
+{
+	RunShared  *shared;
+	BackgroundWorkerHandle *handle;
+} StartedRun;
+
+/*
+ * Ask the worker to cancel the run, giving reason, unless it has ended.
+ */
+static void
+cancel_worker(RunShared *shared, const char *reason)
+{
+	int			pid = 0;
+
+	/* once: a second signal could interrupt the worker's recording of it */
+	SpinLockAcquire(&shared->mutex);
+	if (shared->cancel_reason[0] == '\0')
+	{
+		strlcpy(shared->cancel_reason, reason, SNAPSHOT_REASON_LEN);
+		if (shared->state != RUN_ENDED && !shared->joined)
+			pid = shared->worker_pid;
+	}
+	SpinLockRelease(&shared->mutex);
+	if (pid != 0)
+		(void) kill(pid, SIGINT);
+}
+
+/*
+ * on_dsm_detach callback of a waiting starter: a caller that goes away
+ * (an error, its backend's exit) before its run has ended cancels it.
+ */
+static void
+cancel_on_detach(dsm_segment *seg, Datum arg)
+{
+	cancel_worker((RunShared *) DatumGetPointer(arg), "cancelled");
+}
+
+/* See snapshot_run.h. */
+int64
+snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by, int64 resume_run_id,
+				   bool wait)
+{
+	shm_toc_estimator estimator;
+	Size		segsize;
+	dsm_segment *seg;
+	shm_toc    *toc;
+	RunShared  *shared;
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+	MemoryContext old;
+	bool		registered;
+	RunState	target = wait ? RUN_ENDED : RUN_STARTED;
+	int64		run_id;
+	bool		joined;
+
+	shm_toc_initialize_estimator(&estimator);
+	shm_toc_estimate_chunk(&estimator, sizeof(RunShared));
+	shm_toc_estimate_keys(&estimator, 1);
+	segsize = shm_toc_estimate(&estimator);
+	seg = dsm_create(segsize, 0);
+	toc = shm_toc_create(SNAPSHOT_RUN_MAGIC, dsm_segment_address(seg), segsize);
+	shared = shm_toc_allocate(toc, sizeof(RunShared));
+	memset(shared, 0, sizeof(RunShared));
+	shared->dboid = MyDatabaseId;
+	shared->userid = GetUserId();
+	shared->nspid = nspid;
+	shared->snapshot_date = date;
+	shared->resume_run_id = resume_run_id;
+	strlcpy(shared->triggered_by, triggered_by, sizeof(shared->triggered_by));
+	shared->batch_size = snapshot_batch_size;
+	shared->commit_every = snapshot_commit_every;
+	shared->starter = MyProc;
+	SpinLockInit(&shared->mutex);
+	shared->state = RUN_STARTING;
+	shm_toc_insert(toc, SNAPSHOT_RUN_KEY, shared);
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_ConsistentState;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "snapshot");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "snapshot_run_worker");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "snapshot capture run of %s", snapshot_date_iso(date));
+	snprintf(worker.bgw_type, BGW_MAXLEN, "snapshot capture run");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+	old = MemoryContextSwitchTo(TopTransactionContext);
+	registered = RegisterDynamicBackgroundWorker(&worker, &handle);
+	MemoryContextSwitchTo(old);
+	if (!registered)
+		ereport(ERROR,
+				errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				errmsg("no background worker slot is free to run the capture of %s",
+					   snapshot_date_iso(date)),
+				errdetail("Background worker slots are shared with pg_cron, parallel query and valuation workers."),
+				errhint("Raise max_worker_processes (now %d), or start the capture again when a slot is free.",
+						max_worker_processes));
+	if (wait)
+		on_dsm_detach(seg, cancel_on_detach, PointerGetDatum(shared));
+
+	pgstat_report_activity(STATE_RUNNING, wait ? "capture_all_snapshots: waiting for its run"
+							: "start_capture: waiting for the run to start");
+	for (;;)
+	{
+		RunState	state;
+		pid_t		pid;
+
+		SpinLockAcquire(&shared->mutex);
+		state = shared->state;
+		SpinLockRelease(&shared->mutex);
+		if (state >= target || (state == RUN_STARTED && shared->joined))
+			break;
+		if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED)
+		{
+			SpinLockAcquire(&shared->mutex);
+			state = shared->state;
+			SpinLockRelease(&shared->mutex);
+			if (state >= target || (state == RUN_STARTED && shared->joined))
+				break;
+			if (state == RUN_STARTING)
+				ereport(ERROR,
+						errcode(ERRCODE_INTERNAL_ERROR),
+						errmsg("the capture's worker exited before starting the run"),
+						errhint("The server log may say why."));
+			break;				/* it ended the run, recorded by its lock */
+		}
+
+		/* a waiting caller that is cancelled, or times out, cancels its run */
+		if (wait && QueryCancelPending)
+			cancel_worker(shared, get_timeout_indicator(STATEMENT_TIMEOUT, false)
+						  ? "timeout" : "cancelled");
+		CHECK_FOR_INTERRUPTS();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+
+	SpinLockAcquire(&shared->mutex);
+	run_id = shared->run_id;
+	joined = shared->joined;
+	SpinLockRelease(&shared->mutex);
+	if (shared->sqlerrcode != 0)
+		ereport(ERROR,
+				errcode(shared->sqlerrcode),
+				errmsg_internal("%s", shared->message));
+
+	/* waiting for a run that another worker owns: wait for its lock */
+	if (wait && joined)
+		wait_for_run_end(run_id);
+	if (wait)
+		cancel_on_dsm_detach(seg, cancel_on_detach, PointerGetDatum(shared));
+	dsm_detach(seg);
+	return run_id;
+}
+
+/* Tell the starter how far the run has got. */
+static void
+report_state(RunShared *shared, RunState state)
+{
+	SpinLockAcquire(&shared->mutex);
+	shared->state = state;
+	SpinLockRelease(&shared->mutex);
+	SetLatch(&shared->starter->procLatch);
+}
+
+/* The portfolio id after id; false when id is the largest. */
+static bool
+uuid_successor(const pg_uuid_t *id, pg_uuid_t *next)
+{
+	*next = *id;
+	for (int i = UUID_LEN - 1; i >= 0; i--)
+		if (++next->data[i] != 0)
+			return true;
+	return false;
+}
+
+/* One run as its worker holds it. */
+typedef struct RunWork
+{
+	RunShared  *shared;
+	Oid			nspid;
+	const char *nsp;
+	DateADT		date;
+	int64		run_id;
+	bool		has_last;		/* last: the last committed portfolio */
+	pg_uuid_t	last;
+	bool		counted;		/* total (and market-data skips) recorded */
+	MemoryContext run_cxt;		/* the market data, for the whole run */
+	MarketData	md;
+	bool		md_loaded;
+} RunWork;
+
+/*
+ * The worker's first transaction: join, resume or insert the run under the
+ * date's lock, take the run's lock, and commit it queued.
+ */
+static void
+begin_run(RunWork *rw)
+{
+	RunShared  *shared = rw->shared;
+	Oid			types[3] = {DATEOID, INT8OID, TEXTOID};
+	Datum		values[3];
+	bool		isnull;
+	int64		found = 0;
+	char	   *status = NULL;
+	char	   *reason = NULL;
+	bool		resume = false;
+	LOCKTAG		tag;
+
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "snapshot: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	/* for the whole run, beyond this transaction */
+	rw->nsp = MemoryContextStrdup(rw->run_cxt, quote_identifier(get_namespace_name(rw->nspid)));
+
+	if (shared->resume_run_id != 0)
+	{
+		values[1] = Int64GetDatum(shared->resume_run_id);
+		snapshot_spi_run(psprintf("SELECT r.snapshot_date FROM %s.snapshot_runs r"
+								  " WHERE r.run_id OPERATOR(pg_catalog.=) $2", rw->nsp),
+						 2, types, values, NULL, false, SPI_OK_SELECT);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					errcode(ERRCODE_NO_DATA_FOUND),
+					errmsg("run " INT64_FORMAT " does not exist", shared->resume_run_id));
+		rw->date = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												 1, &isnull));
+	}
+	else
+		rw->date = shared->snapshot_date;
+
+	/* one owner per date at a time: the run's lock is taken under this one */
+	snapshot_lock_date(rw->nsp, rw->date);
+	values[0] = DateADTGetDatum(rw->date);
+	values[1] = Int64GetDatum(shared->resume_run_id);
+	snapshot_spi_run(psprintf("SELECT r.run_id, r.status, r.reason, r.last_portfolio_id,"
+							  " r.total IS NOT NULL FROM %s.snapshot_runs r"
+							  " WHERE %s ORDER BY r.run_id DESC LIMIT 1 FOR UPDATE", rw->nsp,
+							  shared->resume_run_id != 0 ? "r.run_id OPERATOR(pg_catalog.=) $2"
+							  : "r.snapshot_date OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL"),
+					 2, types, values, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		Datum		last;
+
+		found = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		status = SPI_getvalue(tup, desc, 2);
+		reason = SPI_getvalue(tup, desc, 3);
+		last = SPI_getbinval(tup, desc, 4, &isnull);
+		rw->has_last = !isnull;
+		if (!isnull)
+			rw->last = *DatumGetUUIDP(last);
+		rw->counted = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+	}
+
+	if (found != 0 && (strcmp(status, "queued") == 0 || strcmp(status, "running") == 0) &&
+		snapshot_run_is_alive(found))
+	{
+		/* the date's run is active: its id, and nothing started */
+		rw->run_id = found;
+		SpinLockAcquire(&shared->mutex);
+		shared->run_id = found;
+		shared->joined = true;
+		SpinLockRelease(&shared->mutex);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		return;
+	}
+	if (shared->resume_run_id != 0)
+	{
+		if (strcmp(status, "failed") != 0 && strcmp(status, "cancelled") != 0 &&
+			strcmp(status, "queued") != 0 && strcmp(status, "running") != 0)
+			ereport(ERROR,
+					errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					errmsg("run " INT64_FORMAT " has finished (%s); only a failed or cancelled run resumes",
+						   found, status));
+		resume = true;
+	}
+	else if (found != 0 &&
+			 (strcmp(status, "queued") == 0 || strcmp(status, "running") == 0 ||
+			  (strcmp(status, "failed") == 0 && reason != NULL &&
+			   strcmp(reason, "interrupted") == 0)))
+		resume = true;			/* its worker is gone: continue it */
+
+	if (resume)
+	{
+		rw->run_id = found;
+		if (!rw->has_last)
+			rw->counted = false;
+	}
+	else
+	{
+		values[2] = CStringGetTextDatum(shared->triggered_by);
+		snapshot_spi_run(psprintf("INSERT INTO %s.snapshot_runs (snapshot_date, triggered_by, status, started_at)"
+								  " VALUES ($1, $3, 'queued', pg_catalog.clock_timestamp()) RETURNING run_id",
+								  rw->nsp),
+						 3, types, values, NULL, false, SPI_OK_INSERT_RETURNING);
+		rw->run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												 1, &isnull));
+		rw->has_last = false;
+		rw->counted = false;
+	}
+
+	/* the run's lock, until this process exits, however it exits */
+	run_locktag(&tag, rw->run_id);
+	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
+		elog(ERROR, "snapshot: the lock of run " INT64_FORMAT " is held", rw->run_id);
+
+	types[0] = INT8OID;
+	values[0] = Int64GetDatum(rw->run_id);
+	values[1] = Int32GetDatum(MyProcPid);
+	types[1] = INT4OID;
+	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'queued', reason = NULL,"
+							  " finished_at = NULL, worker_pid = $2,"
+							  " updated_at = pg_catalog.clock_timestamp()"
+							  " WHERE run_id OPERATOR(pg_catalog.=) $1", rw->nsp),
+					 2, types, values, NULL, false, SPI_OK_UPDATE);
+	SpinLockAcquire(&shared->mutex);
+	shared->run_id = rw->run_id;
+	SpinLockRelease(&shared->mutex);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * One batch, in a transaction of its own: up to commit_every portfolios
+ * after the last committed one, written, and the run's progress with them.
+ * Returns whether portfolios may remain.
+ */
+static bool
+run_batch(RunWork *rw)
+{
+	SnapshotConfig config;
+	SnapshotWriter writer;
+	Walk		walk;
+	Datum		metadata;
+	int64		skipped_market = 0;
+	bool		more = true;
+	char		activity[128];
+	Oid			types[7] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, UUIDOID, INT8OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', 'n'};
+
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "snapshot: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot_load_config(&config, rw->nspid, rw->nsp);
+
+	memset(&walk, 0, sizeof(walk));
+	if (!rw->md_loaded)
+	{
+		MemoryContext old = MemoryContextSwitchTo(rw->run_cxt);
+		SourceScope all;
+
+		memset(&all, 0, sizeof(all));
+		memset(&rw->md, 0, sizeof(rw->md));
+		rw->md.cxt = rw->run_cxt;
+		rw->md.snapshot_date = rw->date;
+		rw->md.rules = config.rules;
+		rw->md.rules.quantity_tolerance = DatumGetNumericCopy(NumericGetDatum(config.rules.quantity_tolerance));
+		rw->md.rules.tolerance = amount_of(rw->md.rules.quantity_tolerance);
+		snapshot_read_market_data(&config, &all, &rw->md, &skipped_market);
+		MemoryContextSwitchTo(old);
+		rw->md_loaded = true;
+	}
+	if (!rw->counted)
+	{
+		values[6] = Int64GetDatum(snapshot_count_portfolios(&config));
+		nulls[6] = ' ';
+	}
+	else
+		skipped_market = 0;		/* recorded by the batch that counted */
+
+	metadata = snapshot_build_metadata(rw->shared->triggered_by, config.cost_method_name,
+									   &config.rules, rw->run_id);
+	snapshot_ensure_partitions(rw->nspid, rw->nsp, rw->date);
+	snapshot_writer_begin(&writer, rw->nsp, rw->date, rw->run_id, metadata, -1);
+
+	walk.config = &config;
+	walk.md = &rw->md;
+	walk.sink = &writer.sink;
+	walk.batch_size = rw->shared->batch_size;
+	walk.limit = rw->shared->commit_every;
+	if (rw->has_last)
+	{
+		walk.scope.range.has_lo = uuid_successor(&rw->last, &walk.scope.range.lo);
+		if (!walk.scope.range.has_lo)
+			walk.limit = -1;	/* the largest id was the last */
+	}
+	if (walk.limit >= 0)
+	{
+		snprintf(activity, sizeof(activity), "snapshot capture run " INT64_FORMAT ": a batch of %d",
+				 rw->run_id, rw->shared->commit_every);
+		pgstat_report_activity(STATE_RUNNING, activity);
+		snapshot_walk(&walk);
+		snapshot_writer_flush(&writer);
+		more = walk.walked >= walk.limit;
+	}
+	else
+		more = false;
+
+	values[0] = Int64GetDatum(rw->run_id);
+	values[1] = Int64GetDatum(walk.walked);
+	values[2] = Int64GetDatum(writer.captured);
+	values[3] = Int64GetDatum(writer.failed);
+	values[4] = Int64GetDatum(walk.skipped + skipped_market);
+	if (walk.walked > 0)
+	{
+		rw->last = walk.last_id;
+		rw->has_last = true;
+	}
+	values[5] = UUIDPGetDatum(&rw->last);
+	nulls[5] = rw->has_last ? ' ' : 'n';
+	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'running',"
+							  " portfolios = portfolios + $2, captured = captured + $3,"
+							  " failed = failed + $4, skipped_rows = skipped_rows + $5,"
+							  " last_portfolio_id = $6, total = coalesce($7, total),"
+							  " updated_at = pg_catalog.clock_timestamp()"
+							  " WHERE run_id OPERATOR(pg_catalog.=) $1", rw->nsp),
+					 7, types, values, nulls, false, SPI_OK_UPDATE);
+	rw->counted = true;
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return more;
+}
+
+/* The run's last transaction: its final status from its counts. */
+static void
+finish_run(RunWork *rw)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(rw->run_id)};
+
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "snapshot: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = CASE"
+							  " WHEN failed OPERATOR(pg_catalog.=) 0 THEN 'succeeded'"
+							  " WHEN captured OPERATOR(pg_catalog.=) 0 THEN 'failed' ELSE 'partial' END,"
+							  " finished_at = pg_catalog.clock_timestamp(),"
+							  " updated_at = pg_catalog.clock_timestamp()"
+							  " WHERE run_id OPERATOR(pg_catalog.=) $1", rw->nsp),
+					 1, types, values, NULL, false, SPI_OK_UPDATE);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * After an error: record the run as cancelled (a query cancel, with the
+ * reason a waiting starter left, else 'cancelled') or failed (the error),
+ * in a transaction of its own.
+ */
+static void
+record_end(RunWork *rw, ErrorData *edata)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	bool		cancelled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
+	char		reason[SNAPSHOT_REASON_LEN];
+
+	SpinLockAcquire(&rw->shared->mutex);
+	strlcpy(reason, rw->shared->cancel_reason, sizeof(reason));
+	SpinLockRelease(&rw->shared->mutex);
+	values[0] = Int64GetDatum(rw->run_id);
+	values[1] = CStringGetTextDatum(cancelled ? "cancelled" : "failed");
+	values[2] = CStringGetTextDatum(cancelled ? (reason[0] ? reason : "cancelled")
+									: edata->message ? edata->message : "unknown error");
+
+	/* the cancel is done with: a second one must not stop the recording */
+	QueryCancelPending = false;
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "snapshot: SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = $2, reason = $3,"
+							  " finished_at = pg_catalog.clock_timestamp(),"
+							  " updated_at = pg_catalog.clock_timestamp()"
+							  " WHERE run_id OPERATOR(pg_catalog.=) $1", rw->nsp),
+					 3, types, values, NULL, false, SPI_OK_UPDATE);
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+/*
+ * A run's worker: see the file header.
+ */
+void
+snapshot_run_worker(Datum main_arg)
+{
+	dsm_segment *seg;
+	shm_toc    *toc;
+	RunShared  *shared;
+	RunWork		rw;
+	char		batch_size[16];
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("could not map the run's dynamic shared memory segment"));
+	toc = shm_toc_attach(SNAPSHOT_RUN_MAGIC, dsm_segment_address(seg));
+	if (toc == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("the run's shared memory segment has the wrong magic number"));
+	shared = shm_toc_lookup(toc, SNAPSHOT_RUN_KEY, false);
+	SpinLockAcquire(&shared->mutex);
+	shared->worker_pid = MyProcPid;
+	SpinLockRelease(&shared->mutex);
+
+	BackgroundWorkerInitializeConnectionByOid(shared->dboid, shared->userid, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_SESSION);
+	snprintf(batch_size, sizeof(batch_size), "%d", shared->batch_size);
+	SetConfigOption("snapshot.batch_size", batch_size, PGC_SUSET, PGC_S_SESSION);
+
+	memset(&rw, 0, sizeof(rw));
+	rw.shared = shared;
+	rw.nspid = shared->nspid;
+	rw.run_cxt = AllocSetContextCreate(TopMemoryContext, "snapshot run",
+									   ALLOCSET_DEFAULT_SIZES);
+	PG_TRY();
+	{
+		begin_run(&rw);
+		report_state(shared, RUN_STARTED);
+		if (!shared->joined)
+		{
+			while (run_batch(&rw))
+				CHECK_FOR_INTERRUPTS();
+			finish_run(&rw);
+		}
+	}
+	PG_CATCH();
+	{
+		MemoryContext errcxt = MemoryContextSwitchTo(TopMemoryContext);
+		ErrorData  *edata = CopyErrorData();
+
+		MemoryContextSwitchTo(errcxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		if (rw.run_id != 0 && !shared->joined)
+			record_end(&rw, edata);
+		else
+		{
+			SpinLockAcquire(&shared->mutex);
+			shared->sqlerrcode = edata->sqlerrcode;
+			strlcpy(shared->message, edata->message ? edata->message : "unknown error",
+					SNAPSHOT_MESSAGE_LEN);
+			SpinLockRelease(&shared->mutex);
+		}
+	}
+	PG_END_TRY();
+
+	report_state(shared, RUN_ENDED);
+	pgstat_report_activity(STATE_IDLE, NULL);
+	dsm_detach(seg);
+	proc_exit(0);
+}
