@@ -7,9 +7,12 @@ EXTENSION = snapshot
 DATA = snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1--1.2.sql snapshot--1.2--1.3.sql
 PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 
-# Every test file runs pgTAP inside pg_regress; see README.md ("Tests").
-REGRESS = configure valuation amounts cash fx prices errors isolation inputs security attacks limits attacks_sessions performance concurrency dump fallback upgrade parallel
+# The tests (README.md, "Tests"): pgTAP inside pg_regress (sql/, expected/);
+# isolation specs for what sessions do to each other (specs/, expected/), run
+# by pg_isolation_regress.
+REGRESS = configure valuation amounts cash fx prices errors isolation inputs security attacks limits attacks_sessions performance dump fallback upgrade parallel
 REGRESS_OPTS = --load-extension=plpgsql
+ISOLATION = concurrency lock_queue
 
 # -Werror where it is wanted: scripts/test.sh (and so CI) builds with WERROR=-Werror
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter $(WERROR)
