@@ -12,7 +12,7 @@ PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 # by pg_isolation_regress.
 REGRESS = configure valuation amounts cash fx prices errors isolation inputs security attacks limits attacks_sessions performance dump fallback upgrade parallel
 REGRESS_OPTS = --load-extension=plpgsql
-ISOLATION = concurrency lock_queue
+ISOLATION = concurrency fallback_wait lock_queue
 
 # -Werror where it is wanted: scripts/test.sh (and so CI) builds with WERROR=-Werror
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter $(WERROR)
