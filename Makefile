@@ -9,10 +9,13 @@ PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 
 # The tests (README.md, "Tests"): pgTAP inside pg_regress (sql/, expected/);
 # isolation specs for what sessions do to each other (specs/, expected/), run
-# by pg_isolation_regress.
+# by pg_isolation_regress; TAP tests with PostgreSQL::Test::Cluster for what
+# needs process control (t/*.pl; they start clusters of their own, so run
+# them as the user that may run the server: scripts/test.sh does).
 REGRESS = configure valuation amounts cash fx prices errors isolation inputs security attacks limits attacks_sessions performance dump fallback upgrade parallel
 REGRESS_OPTS = --load-extension=plpgsql
 ISOLATION = concurrency fallback_wait lock_queue
+TAP_TESTS = 1
 
 # -Werror where it is wanted: scripts/test.sh (and so CI) builds with WERROR=-Werror
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter $(WERROR)

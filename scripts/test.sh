@@ -2,9 +2,10 @@
 # scripts/test.sh: the whole test suite.  Installs what is missing, builds the
 # extension with -Werror, starts a throwaway cluster in .tmp/test and runs,
 # through PGXS's installcheck, the pg_regress files (pgTAP inside) and the
-# isolation specs against it, then the DAG's pytest suite; prints the diffs of
-# what failed and ends with "N passed, M failed": each pg_regress file, spec
-# and pytest test counts once.
+# isolation specs against it, then the TAP tests of t/ (each starts clusters
+# of its own), then the DAG's pytest suite; prints the diffs and logs of what
+# failed and ends with "N passed, M failed": each pg_regress file, spec, TAP
+# file and pytest test counts once.
 source "$(dirname "$0")/lib.sh"
 export SNAPSHOT_WERROR=1
 
@@ -40,7 +41,7 @@ trap 'stop_cluster test' EXIT
 regress=$(sed -n 's/^REGRESS = //p' "$ROOT/Makefile")
 log "pg_regress: $regress"
 set +e
-make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" installcheck ISOLATION= 2>&1 |
+make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" installcheck ISOLATION= TAP_TESTS= 2>&1 |
     tee "$ROOT/.tmp/test/installcheck.log"
 set -e
 failed_before=$failed
@@ -58,7 +59,7 @@ isolation=$(sed -n 's/^ISOLATION = //p' "$ROOT/Makefile")
 specs=$( (cd "$ROOT/specs" && ls -- *.spec; printf '%s.spec\n' $isolation) | sed 's/\.spec$//' | sort -u)
 log "pg_isolation_regress: $isolation"
 set +e
-make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" installcheck REGRESS= 2>&1 |
+make -C "$ROOT" -s PG_CONFIG="$PGBIN/pg_config" installcheck REGRESS= TAP_TESTS= 2>&1 |
     tee "$ROOT/.tmp/test/isolation.log"
 set -e
 failed_before=$failed
@@ -75,6 +76,40 @@ if [ "$failed" -gt "$failed_before" ] && [ -s "$ROOT/output_iso/regression.diffs
     cat "$ROOT/output_iso/regression.diffs"
 fi
 stop_cluster test
+
+# TAP: each t/*.pl starts (and kills) clusters of its own, which only the
+# server's OS user may run, so prove (PGXS's installcheck with TAP_TESTS = 1)
+# runs as that user; as root, in a copy of what the tests read, in a
+# directory that user owns.
+tap_dir=$ROOT
+if [ "$(id -u)" -eq 0 ]; then
+    tap_dir=$(server_dir tap)
+    cp -r "$ROOT/Makefile" "$ROOT/t" "$ROOT/examples" "$tap_dir/"
+    chown -R postgres: "$tap_dir"
+fi
+tap_files=$(cd "$ROOT" && ls -- t/*.pl)
+log "TAP: $(echo $tap_files)"
+set +e
+as_server make -C "$tap_dir" -s PG_CONFIG="$PGBIN/pg_config" installcheck REGRESS= ISOLATION= 2>&1 |
+    tee "$ROOT/.tmp/tap.log"
+set -e
+# prove prints "t/NAME.pl .. ok" for a file whose tests all passed, as many
+# as it planned, and that exited 0; anything else (a failed test, a wrong
+# plan, a death, a file that never ran) fails the file: its logs are printed
+failed_before=$failed
+ok_in() { grep -qE "^$1 \.+ ok( |\$)" "$ROOT/.tmp/tap.log"; }
+tally $tap_files
+if [ "$failed" -gt "$failed_before" ]; then
+    for file in $tap_files; do
+        ok_in "$file" && continue
+        for f in "$tap_dir/tmp_check/log/regress_log_$(basename "$file" .pl)" \
+                 "$tap_dir/tmp_check/log/$(basename "$file" .pl)"_*.log; do
+            [ -f "$f" ] || continue
+            echo "---- ${f#"$tap_dir/"} ----"
+            cat "$f"
+        done
+    done
+fi
 
 # The DAG and the pg_cron fallback: real Airflow (pinned, in a virtual
 # environment with an SQLite metadata database) against a real cluster with
