@@ -16,9 +16,15 @@ DATA = snapshot--1.5.sql snapshot--1.0.sql snapshot--1.0--1.1.sql snapshot--1.1-
 	snapshot--1.3--1.4.sql snapshot--1.4--1.5.sql
 PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 
-# Every test file runs pgTAP inside pg_regress; see README.md ("Tests").
-REGRESS = configure valuation amounts cash ledgers fx prices errors isolation inputs security attacks limits attacks_sessions performance concurrency dump fallback upgrade parallel
+# The tests (README.md, "Tests"): pgTAP inside pg_regress (sql/, expected/);
+# isolation specs for what sessions do to each other (specs/, expected/), run
+# by pg_isolation_regress; TAP tests with PostgreSQL::Test::Cluster for what
+# needs process control (t/*.pl; they start clusters of their own, so run
+# them as the user that may run the server: scripts/test.sh does).
+REGRESS = configure valuation amounts cash ledgers fx prices errors isolation inputs security attacks limits attacks_sessions performance dump fallback upgrade parallel
 REGRESS_OPTS = --load-extension=plpgsql
+ISOLATION = concurrency fallback_wait lock_queue
+TAP_TESTS = 1
 
 # -Werror where it is wanted: scripts/test.sh (and so CI) builds with WERROR=-Werror
 PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter $(WERROR)

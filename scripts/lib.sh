@@ -6,10 +6,13 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PG_MAJOR=15
-PGBIN=/usr/lib/postgresql/$PG_MAJOR/bin
+# SNAPSHOT_PGBIN: another installation's bin directory to build, install and test with
+PGBIN=${SNAPSHOT_PGBIN:-/usr/lib/postgresql/$PG_MAJOR/bin}
+# perl (prove) and libipc-run-perl: the TAP tests of t/ (PostgreSQL::Test::Cluster
+# comes with postgresql-client-$PG_MAJOR, pg_isolation_regress with the server-dev)
 DEBIAN_PACKAGES=(postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap
                  postgresql-$PG_MAJOR-cron libtap-parser-sourcehandler-pgtap-perl make gcc
-                 python3 python3-venv)
+                 perl libipc-run-perl python3 python3-venv)
 VENV="$ROOT/.tmp/venv"
 BENCH_VENV="$ROOT/.tmp/bench-venv"
 
@@ -51,13 +54,11 @@ as_server() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# start_cluster NAME PORT [extra postgresql.conf lines]: a fresh cluster in
-# .tmp/NAME, listening only on a Unix socket in .tmp/NAME/run.  Exports
-# PGHOST, PGPORT, PGUSER and PGDATABASE for the callers' psql.
-start_cluster() {
-    local name=$1 port=$2; shift 2
+# server_dir NAME: a fresh, empty .tmp/NAME that the server's OS user owns
+# and can reach; prints its physical path.
+server_dir() {
+    local name=$1
     local dir="$ROOT/.tmp/$name"
-    stop_cluster "$name"
     rm -rf "$dir" "$(readlink "$dir" 2>/dev/null || true)"
     mkdir -p "$ROOT/.tmp"
     if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$ROOT/.tmp" 2>/dev/null; then
@@ -65,14 +66,25 @@ start_cluster() {
     fi
     if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$ROOT/.tmp" 2>/dev/null; then
         # the checkout is not reachable by the postgres user (a private
-        # parent folder): keep the cluster in /tmp, linked from .tmp/NAME
+        # parent folder): keep the directory in /tmp, linked from .tmp/NAME
         local real; real=$(mktemp -d "/tmp/snapshot-$name.XXXXXX")
         chmod 755 "$real"
         ln -s "$real" "$dir"
     fi
-    mkdir -p "$dir/run"
+    mkdir -p "$dir"
     [ "$(id -u)" -eq 0 ] && chown -R postgres: "$dir/"
-    dir=$(cd "$dir" && pwd -P)
+    (cd "$dir" && pwd -P)
+}
+
+# start_cluster NAME PORT [extra postgresql.conf lines]: a fresh cluster in
+# .tmp/NAME, listening only on a Unix socket in .tmp/NAME/run.  Exports
+# PGHOST, PGPORT, PGUSER and PGDATABASE for the callers' psql.
+start_cluster() {
+    local name=$1 port=$2; shift 2
+    local dir
+    stop_cluster "$name"
+    dir=$(server_dir "$name")
+    as_server mkdir -p "$dir/run"
     as_server "$PGBIN/initdb" -D "$dir/data" -U "$(server_user)" --auth=trust \
         --encoding=UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1
     {

@@ -69,7 +69,7 @@ END $$;
 CREATE FUNCTION pg_temp.seen() RETURNS TABLE (who text, process text) LANGUAGE sql
     AS $$ SELECT DISTINCT who::text, process FROM app.seen ORDER BY 1, 2 $$;
 
-SELECT plan(19);
+SELECT plan(15);
 
 -- 5. The date lock.  In 1.2 a capture waited on an advisory lock whose key
 -- was documented: any role that can log in could hold it all night.
@@ -115,49 +115,8 @@ SELECT results_eq('SELECT * FROM pg_temp.seen()', $$VALUES ('snapshot_test_owner
 SELECT is((SELECT count(*) FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-04'), 1::bigint,
     'fallback: and captured nothing');
 
--- An ALTER TABLE of a source, queued while a capture holds its ACCESS SHARE
--- lock, must not stop the capture's workers from taking theirs: they are in
--- the capture's lock group.  (Before, they queued behind the ALTER, which
--- queued behind the capture, which waited for them: a deadlock no detector
--- saw, until statement_timeout.)  A gate stops the capture after it has
--- locked the sources and before it starts its workers, while the ALTER queues.
-CREATE TABLE app.gate (pid integer);
-GRANT SELECT ON app.gate TO snapshot_test_owner;
-SET ROLE snapshot_test_owner;
-CREATE FUNCTION app.gate() RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    IF pg_catalog.pg_backend_pid() = (SELECT pid FROM app.gate) THEN
-        PERFORM pg_catalog.pg_advisory_lock_shared(7331);
-        PERFORM pg_catalog.pg_advisory_unlock_shared(7331);
-    END IF;
-    RETURN true;
-END $$;
-CREATE VIEW app.portfolios_g AS SELECT id, base_currency FROM app.portfolios WHERE app.gate();
-RESET ROLE;
-SELECT snapshot.snapshot_configure('app.portfolios_g', 'app.assets', 'app.transactions', 'app.asset_prices');
-SELECT dblink_connect('capture', pg_temp.connstr(current_user));
-SELECT dblink_connect('migration', pg_temp.connstr(current_user));
-INSERT INTO app.gate SELECT p FROM dblink('capture', 'SELECT pg_backend_pid()') AS t(p integer);
-SELECT pg_advisory_lock(7331);
-SELECT dblink_exec('capture', $$SET statement_timeout = '60s'$$);
-SELECT dblink_exec('capture', $$SET snapshot.portfolios_per_worker = 10$$);
-SELECT dblink_send_query('capture',
-    $$SELECT status, captured, workers FROM snapshot.capture_all_snapshots('2026-03-02', 'locked')$$);
-SELECT ok(pg_temp.wait_for('capture_all_snapshots: counting the portfolios', true),
-    'deadlock: the capture has locked the sources and waits at the gate');
-SELECT dblink_send_query('migration', 'ALTER TABLE app.assets ADD COLUMN note text');
-SELECT ok(pg_temp.wait_for('ALTER TABLE app.assets%', true), 'deadlock: an ALTER TABLE queues behind it');
-SELECT pg_advisory_unlock(7331);
-SELECT results_eq($$SELECT * FROM dblink_get_result('capture') AS t(status text, captured int, workers int)$$,
-    $$VALUES ('succeeded', 30, 2)$$,
-    'deadlock: the capture''s two workers take their locks ahead of the ALTER, and the capture ends');
-SELECT * FROM dblink_get_result('capture') AS t(status text, captured int, workers int);
-SELECT is((SELECT x FROM dblink_get_result('migration') AS t(x text)), 'ALTER TABLE', 'deadlock: then the ALTER runs');
-SELECT * FROM dblink_get_result('migration') AS t(x text);
-SELECT dblink_disconnect('capture');
-SELECT dblink_disconnect('migration');
-ALTER TABLE app.assets DROP COLUMN note;
-SELECT snapshot.snapshot_configure('app.portfolios_v', 'app.assets', 'app.transactions', 'app.asset_prices');
+-- An ALTER TABLE of a source queued behind a capture, and the capture's
+-- workers (in its lock group) going ahead of it: specs/lock_queue.spec.
 
 -- 6. A cancel ends a capture within a second or two, whatever the numbers: a
 -- ledger of 600,000 rows of the largest amounts accepted, whose valuation
