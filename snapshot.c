@@ -717,7 +717,6 @@ start_capture(PG_FUNCTION_ARGS)
 
 	claim_transaction_capture(snapshot_date, true);
 	capture_setup(&cap, fcinfo, snapshot_date);
-	(void) snapshot_reap_runs(cap.nsp);
 	SPI_finish();
 	run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, false);
 	PG_RETURN_INT64(run_id);
@@ -760,7 +759,6 @@ resume_capture(PG_FUNCTION_ARGS)
 	SPI_finish();
 	claim_transaction_capture(snapshot_date, true);
 	capture_setup(&cap, fcinfo, snapshot_date);
-	(void) snapshot_reap_runs(cap.nsp);
 	SPI_finish();
 	PG_RETURN_INT64(snapshot_run_start(nspid, snapshot_date, "resume", run_id, false));
 }

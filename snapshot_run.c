@@ -51,7 +51,9 @@
 #include "storage/shm_toc.h"
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -268,6 +270,40 @@ cancel_on_detach(dsm_segment *seg, Datum arg)
 	cancel_worker((RunShared *) DatumGetPointer(arg), "cancelled");
 }
 
+/*
+ * The starter waits on its latch, where the deadlock detector cannot see
+ * it: fail (and cancel the worker) if the worker waits for a lock this
+ * transaction holds, such as the date's lock after a capture of the date, or
+ * a run row it recorded as interrupted.
+ */
+static void
+check_not_blocking(RunShared *shared)
+{
+	int			pid;
+	ArrayType  *blockers;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+
+	SpinLockAcquire(&shared->mutex);
+	pid = shared->state == RUN_STARTING ? shared->worker_pid : 0;
+	SpinLockRelease(&shared->mutex);
+	if (pid == 0)
+		return;
+	blockers = DatumGetArrayTypeP(DirectFunctionCall1(pg_blocking_pids, Int32GetDatum(pid)));
+	deconstruct_array(blockers, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elems, &nulls, &n);
+	for (int i = 0; i < n; i++)
+		if (!nulls[i] && DatumGetInt32(elems[i]) == MyProcPid)
+		{
+			cancel_worker(shared, "cancelled");
+			ereport(ERROR,
+					errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+					errmsg("the capture's worker waits for a lock this transaction holds"),
+					errdetail("This transaction captured the same date, or recorded one of its runs, before."),
+					errhint("Commit, then start the capture in a transaction of its own."));
+		}
+}
+
 /* See snapshot_run.h. */
 int64
 snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by, int64 resume_run_id,
@@ -363,7 +399,9 @@ snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by, int64 resu
 			cancel_worker(shared, get_timeout_indicator(STATEMENT_TIMEOUT, false)
 						  ? "timeout" : "cancelled");
 		CHECK_FOR_INTERRUPTS();
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_EXIT_ON_PM_DEATH, -1L, PG_WAIT_EXTENSION);
+		if (WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L,
+					  PG_WAIT_EXTENSION) & WL_TIMEOUT)
+			check_not_blocking(shared);
 		ResetLatch(MyLatch);
 	}
 

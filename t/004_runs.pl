@@ -1,0 +1,220 @@
+# Runs that own themselves (start_capture): progress seen by another
+# session, one run per date, kill -9 of the run's worker half-way and an
+# immediate restart (the run is recorded failed/interrupted and resumes with
+# the same run id, ending with exactly the figures of an uninterrupted
+# capture), cancel_capture, and no free background worker slot.
+#
+# The configured portfolios relation is a view that stops a run's worker
+# walking a batch (not counting the portfolios) at portfolio 201 while the
+# test holds advisory lock 4242: with snapshot.commit_every = 100 (and an
+# index scan, so that a batch reads no portfolio beyond its own) a run has
+# committed exactly two batches (200 portfolios) when it waits there.
+use strict;
+use warnings FATAL => 'all';
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use SnapshotTest;
+use Test::More;
+
+my $node = snapshot_node('runs', conf => ['max_worker_processes = 8', 'restart_after_crash = on']);
+$node->safe_psql('postgres', q{
+SET client_min_messages = warning;
+CREATE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM public.gate g WHERE g.portfolio_id = id AND g.leader_pid <> pg_catalog.pg_backend_pid())
+       AND (SELECT a.query FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid())
+           LIKE 'snapshot capture run %: a batch%' THEN
+        PERFORM pg_catalog.pg_advisory_lock_shared(4242);
+        PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
+    END IF;
+    RETURN true;
+END $$;
+CREATE VIEW portfolios_run_gated AS SELECT id, base_currency FROM portfolios WHERE run_gate_passes(id);
+SELECT snapshot.snapshot_configure(portfolios => 'portfolios_run_gated');
+ALTER FUNCTION run_gate_passes(uuid) COST 100000;
+ALTER DATABASE postgres SET snapshot.commit_every = 100;
+ALTER DATABASE postgres SET enable_seqscan = off;
+});
+
+# every figure and positions array of the date, whatever run wrote it
+my $figures = q{
+SELECT md5(string_agg(format('%s %s %s %s %s %s %s %s %s %s %s %s %s %s %s %s %s',
+       portfolio_id, market_value, cash_balance, net_worth, total_cost, unrealized_pnl, realized_pnl,
+       income, fees, taxes, net_contribution, day_flow, position_count, missing_prices, stale_prices,
+       missing_fx, positions), ',' ORDER BY portfolio_id))
+  FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-05'};
+
+# the figures of an uninterrupted capture of the same data, then forgotten
+$node->safe_psql('postgres', "SELECT snapshot.capture_all_snapshots('2026-03-05', 'reference')");
+my $reference = $node->safe_psql('postgres', $figures);
+$node->safe_psql('postgres',
+	"DELETE FROM snapshot.portfolio_snapshots; DELETE FROM snapshot.snapshot_runs");
+
+my $holder = $node->background_psql('postgres');
+my $holder_pid = $holder->query_safe('SELECT pg_backend_pid()');
+
+# stop runs at portfolio 201: the gate lets only the holder's own backend pass
+sub close_run_gate
+{
+	$holder->query_safe('SELECT pg_advisory_lock(4242)');
+	$node->safe_psql('postgres',
+		"DELETE FROM gate; INSERT INTO gate VALUES ('" . portfolio_id(201) . "', $holder_pid)");
+	return;
+}
+
+sub open_run_gate
+{
+	$node->safe_psql('postgres', 'DELETE FROM gate');
+	$holder->query_safe('SELECT pg_advisory_unlock(4242)');
+	return;
+}
+
+# wait until the run's worker has committed 200 portfolios and waits at the gate
+sub wait_at_gate
+{
+	my ($run_id) = @_;
+	return $node->poll_query_until(
+		'postgres', qq{
+SELECT p.progress = 200 AND a.wait_event = 'advisory'
+  FROM snapshot.capture_progress p JOIN pg_stat_activity a ON a.pid = p.worker_pid
+ WHERE p.run_id = $run_id});
+}
+
+sub wait_for_end
+{
+	my ($run_id) = @_;
+	return $node->poll_query_until('postgres',
+		"SELECT status NOT IN ('queued', 'running') FROM snapshot.snapshot_runs WHERE run_id = $run_id");
+}
+
+sub run_row
+{
+	my ($run_id) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT status, coalesce(reason, '-'), portfolios, captured, failed, coalesce(total, -1),"
+		  . " coalesce(last_portfolio_id::text, '-') FROM snapshot.snapshot_runs WHERE run_id = $run_id");
+}
+
+# -- progress, one run per date, kill -9 half-way and resume ---------------
+close_run_gate();
+my $run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'tap')");
+ok($run_id > 0, 'start_capture returns a run id at once');
+is($node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'again')"),
+	$run_id, 'a second start_capture of the date returns the active run, starting nothing');
+ok($node->poll_query_until('postgres',
+		"SELECT progress >= 100 FROM snapshot.capture_progress WHERE run_id = $run_id"),
+	'another session sees the run committed part way');
+ok(wait_at_gate($run_id), 'the progress grows to 200 of 400, where the run waits');
+is($node->safe_psql('postgres',
+		"SELECT status, total, percent FROM snapshot.capture_progress WHERE run_id = $run_id"),
+	'running|400|50.0', 'the progress view shows the run running, 50% of 400');
+is($node->safe_psql('postgres', "SELECT count(*) FROM snapshot.snapshot_runs"),
+	'1', 'one run row for the date');
+
+my $worker_pid = $node->safe_psql('postgres',
+	"SELECT worker_pid FROM snapshot.snapshot_runs WHERE run_id = $run_id");
+kill 'KILL', $worker_pid;
+$holder->quit;
+# the postmaster restarts every backend; wait until the server takes queries
+ok($node->poll_query_until('postgres', 'SELECT true'), 'the server recovers from the kill -9');
+$holder = $node->background_psql('postgres');
+$holder_pid = $holder->query_safe('SELECT pg_backend_pid()');
+
+is($node->safe_psql('postgres', 'SELECT count(*) FROM snapshot.capture_progress'),
+	'0', 'reading the progress view finds the run without its worker');
+is(run_row($run_id), 'failed|interrupted|200|200|0|400|' . portfolio_id(200),
+	'the run is recorded failed/interrupted with its two committed batches');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-05'"),
+	'200', 'the committed batches are kept, the killed one is not');
+
+is($node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'retry')"),
+	$run_id, 'starting the date again resumes the interrupted run, with the same run id');
+ok(wait_for_end($run_id), 'the resumed run ends');
+is(run_row($run_id), 'succeeded|-|400|400|0|400|' . portfolio_id(400),
+	'its totals are those of an uninterrupted run');
+is($node->safe_psql('postgres', $figures), $reference,
+	'every figure equals that of an uninterrupted capture (md5)');
+
+# -- an immediate restart half-way, then resume_capture --------------------
+$node->safe_psql('postgres',
+	"DELETE FROM snapshot.portfolio_snapshots; DELETE FROM snapshot.snapshot_runs");
+close_run_gate();
+$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'tap')");
+ok(wait_at_gate($run_id), 'a second run waits at the gate, 200 committed');
+$holder->quit;
+$node->stop('immediate');
+$node->start;
+$holder = $node->background_psql('postgres');
+$holder_pid = $holder->query_safe('SELECT pg_backend_pid()');
+is($node->safe_psql('postgres', "SELECT snapshot.resume_capture($run_id)"),
+	$run_id, 'after a restart, resume_capture continues the run');
+ok(wait_for_end($run_id), 'it ends');
+is(run_row($run_id), 'succeeded|-|400|400|0|400|' . portfolio_id(400),
+	'with the totals of an uninterrupted run');
+is($node->safe_psql('postgres', $figures), $reference,
+	'and exactly its figures');
+
+# -- cancel_capture ---------------------------------------------------------
+close_run_gate();
+$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-04', 'tap')");
+ok($node->poll_query_until('postgres', qq{
+SELECT a.wait_event = 'advisory' FROM snapshot.capture_progress p JOIN pg_stat_activity a ON a.pid = p.worker_pid
+ WHERE p.run_id = $run_id}), 'a run of another date waits at the gate');
+is($node->safe_psql('postgres', "SELECT snapshot.cancel_capture($run_id)"),
+	't', 'cancel_capture cancels it, and returns once it is recorded');
+is($node->safe_psql('postgres',
+		"SELECT status, reason, portfolios FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
+	'cancelled|cancelled|200', 'the run is recorded cancelled, with its committed batches');
+is($node->safe_psql('postgres', "SELECT snapshot.cancel_capture($run_id)"),
+	'f', 'cancelling it again does nothing');
+open_run_gate();
+is($node->safe_psql('postgres', "SELECT snapshot.resume_capture($run_id)"),
+	$run_id, 'resume_capture continues a cancelled run');
+ok(wait_for_end($run_id), 'which ends');
+is($node->safe_psql('postgres',
+		"SELECT status, portfolios, captured FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
+	'succeeded|400|400', 'succeeded, every portfolio once');
+
+# -- a run cannot wait for its starter --------------------------------------
+my ($rc0, $out0, $err0) = $node->psql('postgres', q{
+BEGIN;
+SELECT status FROM snapshot.capture_all_snapshots('2026-03-01', 'in the caller');
+SELECT snapshot.start_capture('2026-03-01', 'tap');
+COMMIT;}, extra_params => ['-v', 'VERBOSITY=verbose']);
+like($err0, qr/ERROR:  40P01: the capture's worker waits for a lock this transaction holds/,
+	'a start_capture whose worker would wait for the starter\'s own date lock fails at once');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-01'"),
+	'0', '... starting no run, and the capture before it rolled back');
+
+# -- no free background worker slot ------------------------------------------
+$holder->quit;
+$node->append_conf('postgresql.conf', 'max_worker_processes = 2');
+$node->restart;
+$holder = $node->background_psql('postgres');
+$holder_pid = $holder->query_safe('SELECT pg_backend_pid()');
+close_run_gate();
+# the logical replication launcher takes one slot, this run the other
+$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-03', 'tap')");
+ok($node->poll_query_until('postgres', qq{
+SELECT a.wait_event = 'advisory' FROM snapshot.capture_progress p JOIN pg_stat_activity a ON a.pid = p.worker_pid
+ WHERE p.run_id = $run_id}), 'a run holds the last background worker slot');
+my ($rc, $stdout, $stderr) = $node->psql('postgres',
+	"SELECT snapshot.start_capture('2026-03-02', 'tap')", extra_params => ['-v', 'VERBOSITY=verbose']);
+like($stderr, qr/ERROR:  53400: no background worker slot is free to run the capture of 2026-03-02/,
+	'without a free slot start_capture fails with 53400');
+like($stderr, qr/HINT:  Raise max_worker_processes \(now 2\)/, '... and says what to raise');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-02'"),
+	'0', '... and records no run it could not start');
+open_run_gate();
+ok(wait_for_end($run_id), 'the running run is not disturbed');
+
+$holder->quit;
+$node->stop;
+done_testing();
