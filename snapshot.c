@@ -409,7 +409,7 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 	}
 
 	PushActiveSnapshot(GetTransactionSnapshot());
-	cap.total = snapshot_count_portfolios(&cap.config);
+	cap.total = snapshot_count_portfolios(&cap.config, NULL);
 	PopActiveSnapshot();
 
 	values[0] = DateADTGetDatum(snapshot_date);

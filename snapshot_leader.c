@@ -125,6 +125,18 @@ stop_workers(dsm_segment *seg, Datum arg)
 			TerminateBackgroundWorker(ws->handles[i]);
 }
 
+/*
+ * Count a portfolio a worker walked; the walk's last id is the greatest
+ * received (workers walk their ranges at once).
+ */
+static void
+note_walked(Walk *walk, const void *id)
+{
+	if (walk->walked == 0 || memcmp(id, walk->last_id.data, UUID_LEN) > 0)
+		memcpy(walk->last_id.data, id, UUID_LEN);
+	walk->walked++;
+}
+
 /* Read a length-prefixed byte string as a C string in the current context. */
 static char *
 get_cstring(StringInfo msg)
@@ -157,7 +169,7 @@ receive_message(Walk *walk, int64 *skipped_market, int *workers, char *data, Siz
 
 				snapshot_row_decode(&msg, &row);
 				pq_getmsgend(&msg);
-				walk->walked++;
+				note_walked(walk, row.fields[SNAP_PORTFOLIO_ID]);
 				walk->sink->receive_row(walk->sink, &row);
 				return false;
 			}
@@ -174,7 +186,7 @@ receive_message(Walk *walk, int64 *skipped_market, int *workers, char *data, Siz
 				if (pq_getmsgbyte(&msg))
 					detail = get_cstring(&msg);
 				pq_getmsgend(&msg);
-				walk->walked++;
+				note_walked(walk, &id);
 				walk->sink->receive_error(walk->sink, &id, sqlerrcode, text, detail);
 				return false;
 			}
@@ -284,7 +296,7 @@ snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nw
 	MemoryContext message_cxt;
 	SourceScope all = walk->scope;
 
-	nranges = snapshot_split_ranges(walk->config, total, nworkers, ranges);
+	nranges = snapshot_split_ranges(walk->config, &walk->scope.range, total, nworkers, ranges);
 	nworkers = nranges;
 	queue_size = MAXALIGN(Max(Min(SNAPSHOT_QUEUE_MAX, SNAPSHOT_QUEUES_TOTAL / nworkers),
 							  SNAPSHOT_QUEUE_MIN));

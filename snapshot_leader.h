@@ -23,7 +23,8 @@ extern int	snapshot_parallel_workers(const SnapshotConfig *config, int64 total,
 									  bool wrote_before);
 
 /*
- * Walk walk->scope (all portfolios) with up to nworkers valuation workers,
+ * Walk walk->scope's range (of about total portfolios) with up to nworkers
+ * valuation workers,
  * handing what they send to walk->sink and counting it in walk; what no
  * worker walks, the leader walks itself, loading md first if it is not
  * loaded.  total is the number of portfolios, nspid the extension's schema.

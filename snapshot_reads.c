@@ -481,53 +481,103 @@ snapshot_open_portfolio_ids(RowReader *r, const SnapshotConfig *config, long fet
 				1, types, values, result_types, lengthof(result_types), fetch_rows);
 }
 
+/*
+ * " AND p.id >= $n" / " AND p.id < $m" for the bounds a range has, with
+ * their values appended to values[] from *nargs on.
+ */
+static char *
+range_filter(const SnapshotRange *range, Oid *types, Datum *values, int *nargs)
+{
+	StringInfoData f;
+
+	initStringInfo(&f);
+	if (range != NULL && range->has_lo)
+	{
+		types[*nargs] = UUIDOID;
+		values[*nargs] = UUIDPGetDatum(&range->lo);
+		(*nargs)++;
+		appendStringInfo(&f, " AND p.id::pg_catalog.uuid OPERATOR(pg_catalog.>=) $%d", *nargs);
+	}
+	if (range != NULL && range->has_hi)
+	{
+		types[*nargs] = UUIDOID;
+		values[*nargs] = UUIDPGetDatum(&range->hi);
+		(*nargs)++;
+		appendStringInfo(&f, " AND p.id::pg_catalog.uuid OPERATOR(pg_catalog.<) $%d", *nargs);
+	}
+	return f.data;
+}
+
 /* See snapshot_reads.h. */
 int64
-snapshot_count_portfolios(const SnapshotConfig *config)
+snapshot_count_portfolios(const SnapshotConfig *config, const SnapshotRange *within)
 {
 	bool		isnull;
+	Oid			types[2];
+	Datum		values[2];
+	int			nargs = 0;
+	char	   *filter = range_filter(within, types, values, &nargs);
 
 	snapshot_source_query(config->owner,
-						  psprintf("SELECT pg_catalog.count(*) FROM %s p WHERE p.id IS NOT NULL",
-								   config->names[SOURCE_PORTFOLIOS]),
-						  0, NULL, NULL, 0);
+						  psprintf("SELECT pg_catalog.count(*) FROM %s p WHERE p.id IS NOT NULL%s",
+								   config->names[SOURCE_PORTFOLIOS], filter),
+						  nargs, types, values, 0);
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
 									   1, &isnull));
 }
 
 /* See snapshot_reads.h. */
-int
-snapshot_split_ranges(const SnapshotConfig *config, int64 total, int n, SnapshotRange *ranges)
+bool
+snapshot_nth_portfolio(const SnapshotConfig *config, const SnapshotRange *within, int64 n,
+					   pg_uuid_t *id)
 {
-	Oid			types[1] = {INT8OID};
-	Datum		values[1];
-	char	   *sql;
+	Oid			types[3] = {INT8OID};
+	Datum		values[3];
+	int			nargs = 1;
+	char	   *filter;
+	bool		isnull;
+	Datum		d;
+
+	values[0] = Int64GetDatum(n);
+	filter = range_filter(within, types, values, &nargs);
+	snapshot_source_query(config->owner,
+						  psprintf("SELECT p.id::pg_catalog.uuid FROM %s p WHERE p.id IS NOT NULL%s"
+								   " ORDER BY p.id::pg_catalog.uuid OFFSET $1 LIMIT 1",
+								   config->names[SOURCE_PORTFOLIOS], filter),
+						  nargs, types, values, 1);
+	if (SPI_processed == 0)
+		return false;
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	if (isnull)
+		return false;
+	*id = *DatumGetUUIDP(d);
+	return true;
+}
+
+/* See snapshot_reads.h. */
+int
+snapshot_split_ranges(const SnapshotConfig *config, const SnapshotRange *within, int64 total,
+					  int n, SnapshotRange *ranges)
+{
 	int			nranges = 1;
 
 	memset(ranges, 0, sizeof(SnapshotRange) * n);
-	sql = psprintf("SELECT p.id::pg_catalog.uuid FROM %s p WHERE p.id IS NOT NULL"
-				   " ORDER BY p.id::pg_catalog.uuid OFFSET $1 LIMIT 1",
-				   config->names[SOURCE_PORTFOLIOS]);
+	ranges[0] = *within;
 	for (int i = 1; i < n; i++)
 	{
-		bool		isnull;
-		pg_uuid_t  *bound;
+		pg_uuid_t	bound;
 
-		values[0] = Int64GetDatum(total * i / n);
-		snapshot_source_query(config->owner, sql, 1, types, values, 1);
-		if (SPI_processed == 0)
-			break;
-		bound = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-											1, &isnull));
-		if (isnull)
+		if (!snapshot_nth_portfolio(config, within, total * i / n, &bound))
 			break;
 		if (ranges[nranges - 1].has_lo &&
-			memcmp(ranges[nranges - 1].lo.data, bound->data, UUID_LEN) == 0)
+			memcmp(ranges[nranges - 1].lo.data, bound.data, UUID_LEN) == 0)
 			continue;
 		ranges[nranges - 1].has_hi = true;
-		ranges[nranges - 1].hi = *bound;
+		ranges[nranges - 1].hi = bound;
 		ranges[nranges].has_lo = true;
-		ranges[nranges].lo = *bound;
+		ranges[nranges].lo = bound;
+		ranges[nranges].has_hi = within->has_hi;
+		ranges[nranges].hi = within->hi;
 		nranges++;
 	}
 	return nranges;

@@ -60,15 +60,20 @@ extern void snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *
 extern void snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope,
 									  MarketData *md, int64 *skipped);
 
-/* The number of portfolios with an id. */
-extern int64 snapshot_count_portfolios(const SnapshotConfig *config);
+/* The number of portfolios with an id (within a range, unless NULL). */
+extern int64 snapshot_count_portfolios(const SnapshotConfig *config, const SnapshotRange *within);
+
+/* The id of the portfolio n places (from 0) into a range; false past its end. */
+extern bool snapshot_nth_portfolio(const SnapshotConfig *config, const SnapshotRange *within,
+								   int64 n, pg_uuid_t *id);
 
 /*
- * Split the portfolio ids into at most n ranges of about total / n each,
- * at ids found by offset; returns the number of ranges.
+ * Split the portfolio ids of a range, which holds about total of them, into
+ * at most n ranges of about total / n each, at ids found by offset; returns
+ * the number of ranges.
  */
-extern int	snapshot_split_ranges(const SnapshotConfig *config, int64 total, int n,
-								  SnapshotRange *ranges);
+extern int	snapshot_split_ranges(const SnapshotConfig *config, const SnapshotRange *within,
+								  int64 total, int n, SnapshotRange *ranges);
 
 /*
  * An ordered, read-only cursor over the sources, read in batches as their

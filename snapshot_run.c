@@ -61,6 +61,7 @@
 #include "utils/timeout.h"
 #include "utils/wait_event.h"
 
+#include "snapshot_leader.h"
 #include "snapshot_run.h"
 #include "snapshot_walk.h"
 #include "snapshot_writer.h"
@@ -105,7 +106,7 @@ typedef struct RunShared
 	char		message[SNAPSHOT_MESSAGE_LEN];
 } RunShared;
 
-int			snapshot_commit_every = 5000;
+int			snapshot_commit_every = 20000;
 
 PGDLLEXPORT void snapshot_run_worker(Datum main_arg);
 
@@ -121,7 +122,7 @@ snapshot_run_init(void)
 							"A run started by start_capture() commits its snapshots and its progress "
 							"every this many portfolios; a crash costs at most one batch.",
 							&snapshot_commit_every,
-							5000, 1, INT_MAX,
+							20000, 1, INT_MAX,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
 }
@@ -458,6 +459,7 @@ typedef struct RunWork
 	MemoryContext run_cxt;		/* the market data, for the whole run */
 	MarketData	md;
 	bool		md_loaded;
+	int			workers;		/* valuation workers of its largest batch */
 } RunWork;
 
 /*
@@ -612,9 +614,9 @@ run_batch(RunWork *rw)
 	int64		skipped_market = 0;
 	bool		more = true;
 	char		activity[128];
-	Oid			types[7] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, UUIDOID, INT8OID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', 'n'};
+	Oid			types[8] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, UUIDOID, INT8OID, INT4OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', 'n', ' '};
 
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -641,7 +643,7 @@ run_batch(RunWork *rw)
 	}
 	if (!rw->counted)
 	{
-		values[6] = Int64GetDatum(snapshot_count_portfolios(&config));
+		values[6] = Int64GetDatum(snapshot_count_portfolios(&config, NULL));
 		nulls[6] = ' ';
 	}
 	else
@@ -657,23 +659,44 @@ run_batch(RunWork *rw)
 	walk.sink = &writer.sink;
 	walk.batch_size = rw->shared->batch_size;
 	walk.limit = rw->shared->commit_every;
-	if (rw->has_last)
+	if (rw->has_last &&
+		!(walk.scope.range.has_lo = uuid_successor(&rw->last, &walk.scope.range.lo)))
+		more = false;			/* the largest id was the last */
+	if (more)
 	{
-		walk.scope.range.has_lo = uuid_successor(&rw->last, &walk.scope.range.lo);
-		if (!walk.scope.range.has_lo)
-			walk.limit = -1;	/* the largest id was the last */
-	}
-	if (walk.limit >= 0)
-	{
+		pg_uuid_t	last_in_batch;
+		int64		count = rw->shared->commit_every;
+		int			nworkers;
+
 		snprintf(activity, sizeof(activity), "snapshot capture run " INT64_FORMAT ": a batch of %d",
 				 rw->run_id, rw->shared->commit_every);
 		pgstat_report_activity(STATE_RUNNING, activity);
-		snapshot_walk(&walk);
+
+		/*
+		 * A batch worth valuation workers is the range up to its last
+		 * portfolio, split among them as a capture of all splits all.
+		 */
+		nworkers = snapshot_parallel_workers(&config, count, false);
+		if (nworkers > 0)
+		{
+			more = snapshot_nth_portfolio(&config, &walk.scope.range, count - 1, &last_in_batch);
+			if (more)
+				walk.scope.range.has_hi = uuid_successor(&last_in_batch, &walk.scope.range.hi);
+			else
+				count = snapshot_count_portfolios(&config, &walk.scope.range);
+			walk.limit = 0;
+			nworkers = snapshot_walk_parallel(&walk, &rw->md, &skipped_market, nworkers,
+											  count, rw->nspid);
+			rw->workers = Max(rw->workers, nworkers);
+			more = more && walk.scope.range.has_hi;
+		}
+		else
+		{
+			snapshot_walk(&walk);
+			more = walk.walked >= walk.limit;
+		}
 		snapshot_writer_flush(&writer);
-		more = walk.walked >= walk.limit;
 	}
-	else
-		more = false;
 
 	values[0] = Int64GetDatum(rw->run_id);
 	values[1] = Int64GetDatum(walk.walked);
@@ -687,13 +710,15 @@ run_batch(RunWork *rw)
 	}
 	values[5] = UUIDPGetDatum(&rw->last);
 	nulls[5] = rw->has_last ? ' ' : 'n';
+	values[7] = Int32GetDatum(rw->workers);
 	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'running',"
 							  " portfolios = portfolios + $2, captured = captured + $3,"
 							  " failed = failed + $4, skipped_rows = skipped_rows + $5,"
 							  " last_portfolio_id = $6, total = coalesce($7, total),"
+							  " workers = GREATEST(workers, $8),"
 							  " updated_at = pg_catalog.clock_timestamp()"
 							  " WHERE run_id OPERATOR(pg_catalog.=) $1", rw->nsp),
-					 7, types, values, nulls, false, SPI_OK_UPDATE);
+					 8, types, values, nulls, false, SPI_OK_UPDATE);
 	rw->counted = true;
 	SPI_finish();
 	PopActiveSnapshot();

@@ -37,6 +37,9 @@ CREATE VIEW portfolios_run_gated AS SELECT id, base_currency FROM portfolios WHE
 SELECT snapshot.snapshot_configure(portfolios => 'portfolios_run_gated');
 ALTER FUNCTION run_gate_passes(uuid) COST 100000;
 ALTER DATABASE postgres SET snapshot.commit_every = 100;
+-- runs value in their own worker here (the gate stops that worker); valuation
+-- workers in runs are tested at the end
+ALTER DATABASE postgres SET snapshot.portfolios_per_worker = 1000000;
 ALTER DATABASE postgres SET enable_seqscan = off;
 });
 
@@ -179,6 +182,20 @@ ok(wait_for_end($run_id), 'which ends');
 is($node->safe_psql('postgres',
 		"SELECT status, portfolios, captured FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
 	'succeeded|400|400', 'succeeded, every portfolio once');
+
+# -- a run whose batches are split among valuation workers ------------------
+$node->safe_psql('postgres', q{
+ALTER DATABASE postgres SET snapshot.portfolios_per_worker = 25;
+DELETE FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-05';
+DELETE FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-05';});
+$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'parallel')");
+ok(wait_for_end($run_id), 'a run with valuation workers ends');
+is(run_row($run_id) . '|' . $node->safe_psql('postgres', "SELECT workers FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
+	'succeeded|-|400|400|0|400|' . portfolio_id(400) . '|2',
+	'each batch of 100 split between two valuation workers, every portfolio once');
+is($node->safe_psql('postgres', $figures), $reference,
+	'with exactly the figures of a capture without them');
+$node->safe_psql('postgres', 'ALTER DATABASE postgres SET snapshot.portfolios_per_worker = 1000000');
 
 # -- a run cannot wait for its starter --------------------------------------
 my ($rc0, $out0, $err0) = $node->psql('postgres', q{
