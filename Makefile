@@ -1,7 +1,8 @@
 # Makefile for the snapshot extension (PGXS)
 
 MODULE_big = snapshot
-# in layer order, top first (scripts/check_layers.sh checks that calls go down)
+# the objects, listed by layer; the layers and their order are written in
+# scripts/check_layers.sh, which checks that every call goes down
 OBJS = snapshot.o \
 	snapshot_run.o \
 	snapshot_leader.o snapshot_worker.o snapshot_performance.o \
