@@ -22,6 +22,7 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -807,7 +808,9 @@ capture_progress_rows(PG_FUNCTION_ARGS)
 	store = rsinfo->setResult;
 	desc = rsinfo->setDesc;
 	nsp = connect_in_schema(fcinfo, &nspid);
-	(void) snapshot_reap_runs(nsp);
+	/* a read-only transaction (a standby, say) shows the runs unreaped */
+	if (!XactReadOnly && !RecoveryInProgress())
+		(void) snapshot_reap_runs(nsp);
 	snapshot_spi_run(psprintf("SELECT r.run_id, r.snapshot_date, r.status, r.triggered_by, r.started_at,"
 							  " r.updated_at, r.portfolios, r.total,"
 							  " CASE WHEN r.total OPERATOR(pg_catalog.>) 0 THEN pg_catalog.round("

@@ -127,6 +127,9 @@ ok($node->poll_query_until('postgres', 'SELECT true'), 'the server recovers from
 $holder = $node->background_psql('postgres');
 $holder_pid = $holder->query_safe('SELECT pg_backend_pid()');
 
+is($node->safe_psql('postgres',
+		'SET default_transaction_read_only = on; SELECT status FROM snapshot.capture_progress'),
+	'running', 'a read-only transaction reads the progress view, unreaped');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM snapshot.capture_progress'),
 	'0', 'reading the progress view finds the run without its worker');
 is(run_row($run_id), 'failed|interrupted|200|200|0|400|' . portfolio_id(200),
