@@ -86,6 +86,12 @@ static DateADT xact_capture_date = 0;
 static SubTransactionId xact_all_subxid = InvalidSubTransactionId;
 static SubTransactionId xact_date_subxid = InvalidSubTransactionId;
 
+/*
+ * The transaction (by local id) that started a run: a run outlives its
+ * starter's rollback, so the claim is never undone by one either.
+ */
+static LocalTransactionId xact_run_lxid = InvalidLocalTransactionId;
+
 PG_FUNCTION_INFO_V1(capture_all_snapshots);
 PG_FUNCTION_INFO_V1(capture_all_snapshots_if_missing);
 PG_FUNCTION_INFO_V1(capture_snapshot);
@@ -263,24 +269,44 @@ claim_transaction_capture(DateADT d, bool all)
 }
 
 /*
- * Open SPI and load and check the configuration: the bracket both capture
- * functions open.  Everything allocated lives until SPI_finish().
+ * Open SPI and load and check the configuration, with lock locking the
+ * sources (a capture in this transaction), without for a run's start (the
+ * run's worker locks them): the bracket every capture function opens.
+ * Everything allocated lives until SPI_finish().
  */
 static void
-capture_setup(Capture *cap, FunctionCallInfo fcinfo, DateADT snapshot_date)
+capture_setup(Capture *cap, FunctionCallInfo fcinfo, DateADT snapshot_date, bool lock)
 {
 	memset(cap, 0, sizeof(Capture));
 	cap->nspid = get_func_namespace(fcinfo->flinfo->fn_oid);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "snapshot: SPI_connect failed");
 	cap->nsp = quote_identifier(get_namespace_name(cap->nspid));
-	snapshot_load_config(&cap->config, cap->nspid, cap->nsp);
+	snapshot_load_config(&cap->config, cap->nspid, cap->nsp, lock);
 	cap->md.snapshot_date = snapshot_date;
 	cap->md.rules = cap->config.rules;
 	cap->walk.config = &cap->config;
 	cap->walk.md = &cap->md;
 	cap->walk.sink = &cap->writer.sink;
 	cap->walk.batch_size = snapshot_batch_size;
+}
+
+/*
+ * For a role that is not a superuser, one run started per transaction,
+ * whatever is rolled back: the run's worker commits it on its own.
+ */
+static void
+claim_transaction_run(void)
+{
+	if (superuser_arg(GetOuterUserId()))
+		return;
+	if (xact_run_lxid == MyProc->lxid)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("a transaction may start only one run"),
+				errdetail("A run outlives its starter: rolling back does not stop it."),
+				errhint("Commit, then start the next run in a new transaction."));
+	xact_run_lxid = MyProc->lxid;
 }
 
 /*
@@ -372,10 +398,15 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 	/* before the lock and the run row below give this transaction an XID */
 	wrote_before = TransactionIdIsValid(GetTopTransactionIdIfAny());
 
-	capture_setup(&cap, fcinfo, snapshot_date);
+	capture_setup(&cap, fcinfo, snapshot_date, true);
 
-	/* one capture of a date at a time; the second waits, then replaces */
+	/*
+	 * One capture of a date at a time; the second waits, then replaces.  A
+	 * run of the date holds its lock only while it starts, so an active run
+	 * is waited for too.
+	 */
 	snapshot_lock_date(cap.nsp, snapshot_date);
+	snapshot_run_wait_for_date(cap.nsp, snapshot_date);
 	pgstat_report_activity(STATE_RUNNING, "capture_all_snapshots: counting the portfolios");
 
 	/*
@@ -519,7 +550,7 @@ capture_snapshot(PG_FUNCTION_ARGS)
 	snapshot_date = check_snapshot_date(fcinfo, 1);
 	claim_transaction_capture(snapshot_date, false);
 
-	capture_setup(&cap, fcinfo, snapshot_date);
+	capture_setup(&cap, fcinfo, snapshot_date, true);
 	cap.walk.scope.single = true;
 	cap.walk.scope.portfolio_id = *PG_GETARG_UUID_P(0);
 	capture_run(&cap, "capture_snapshot", 0, true);
@@ -717,7 +748,8 @@ start_capture(PG_FUNCTION_ARGS)
 	int64		run_id;
 
 	claim_transaction_capture(snapshot_date, true);
-	capture_setup(&cap, fcinfo, snapshot_date);
+	claim_transaction_run();
+	capture_setup(&cap, fcinfo, snapshot_date, false);
 	SPI_finish();
 	run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, false);
 	PG_RETURN_INT64(run_id);
@@ -759,7 +791,8 @@ resume_capture(PG_FUNCTION_ARGS)
 												  1, &isnull));
 	SPI_finish();
 	claim_transaction_capture(snapshot_date, true);
-	capture_setup(&cap, fcinfo, snapshot_date);
+	claim_transaction_run();
+	capture_setup(&cap, fcinfo, snapshot_date, false);
 	SPI_finish();
 	PG_RETURN_INT64(snapshot_run_start(nspid, snapshot_date, "resume", run_id, false));
 }

@@ -31,7 +31,7 @@
  * called, or when the extension's SQL objects predate this library.
  */
 void
-snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp)
+snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp, bool lock)
 {
 	StringInfoData sql;
 	HeapTuple	tup;
@@ -96,7 +96,7 @@ snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp)
 	 * The relations as they are now, not as they were configured; locked
 	 * first, so that they stay so until this capture ends.
 	 */
-	config->owner = snapshot_check_sources(config->relids, true, config->names);
+	config->owner = snapshot_check_sources(config->relids, lock, config->names);
 }
 
 /*

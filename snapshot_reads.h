@@ -46,10 +46,11 @@ typedef struct SourceScope
 
 /*
  * Load snapshot_config from the extension's schema (nspid, quoted nsp) and
- * check the configured relations, locking them until the transaction ends.
- * Runs inside SPI.
+ * check the configured relations; with lock, locking them first (ACCESS
+ * SHARE, until the transaction ends), as every capture that reads them
+ * does.  Runs inside SPI.
  */
-extern void snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp);
+extern void snapshot_load_config(SnapshotConfig *config, Oid nspid, const char *nsp, bool lock);
 
 /*
  * Build md's asset, price and FX maps for the scope (a single capture reads

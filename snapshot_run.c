@@ -17,11 +17,12 @@
  * own, so each portfolio is valued against one consistent view of its own
  * ledger.  The last transaction sets the run's final status.
  *
- * The run's lock is a session lock on an advisory-type lock tag whose
- * fourth field (SNAPSHOT_RUN_LOCKTAG) no SQL function can produce, so no
- * role can take it: while the worker lives it holds the lock, and the lock
- * goes with the process however it ends (an error, a kill, a crash and
- * restart).  A queued or running run whose lock is free has lost its worker:
+ * The run's lock is a session lock on an object lock tag of a class no
+ * catalog has (SNAPSHOT_RUN_LOCK_CLASS), which no SQL can take or release:
+ * while the worker lives it holds the lock, and the lock goes with the
+ * process however it ends: released by a before_shmem_exit callback (an
+ * exit, a FATAL error), by the abort of its transaction (an error, which the
+ * worker then records), or with shared memory (a kill -9, a crash).  A queued or running run whose lock is free has lost its worker:
  * snapshot_reap_runs() records it as failed with reason 'interrupted'.
  *
  * A cancel reaches the worker as SIGINT (a query cancel): from
@@ -69,8 +70,13 @@
 #define SNAPSHOT_RUN_MAGIC		0x534e5255	/* "SNRU" */
 #define SNAPSHOT_RUN_KEY		UINT64CONST(0x5352000000000001)
 
-/* the fourth field of a run's lock tag: SQL's advisory locks use 1 and 2 */
-#define SNAPSHOT_RUN_LOCKTAG	0x534E
+/*
+ * A run's lock: an object lock of the default lock method on a class id no
+ * catalog has, so that nothing in SQL can take it, or release it (SQL's
+ * advisory-lock functions, pg_advisory_unlock_all() included, act on the
+ * user lock method only).
+ */
+#define SNAPSHOT_RUN_LOCK_CLASS	((Oid) 0x534E5255)
 
 /* what the worker has got to, as the starter sees it */
 typedef enum RunState
@@ -94,6 +100,8 @@ typedef struct RunShared
 	char		triggered_by[256];
 	int			batch_size;
 	int			commit_every;
+	char		max_workers[16];	/* the starter's snapshot.* settings */
+	char		portfolios_per_worker[16];
 	PGPROC	   *starter;
 
 	slock_t		mutex;			/* protects what follows */
@@ -130,8 +138,24 @@ snapshot_run_init(void)
 static void
 run_locktag(LOCKTAG *tag, int64 run_id)
 {
-	SET_LOCKTAG_ADVISORY(*tag, MyDatabaseId, (uint32) ((uint64) run_id >> 32),
-						 (uint32) run_id, SNAPSHOT_RUN_LOCKTAG);
+	SET_LOCKTAG_OBJECT(*tag, MyDatabaseId, SNAPSHOT_RUN_LOCK_CLASS, (uint32) run_id,
+					   (uint16) ((uint64) run_id >> 32));
+}
+
+/*
+ * before_shmem_exit callback of a run's worker: release the run's lock.  A
+ * session lock of the default lock method outlives the process's
+ * transactions' ends (but not an abort) and is not released at exit, so the
+ * worker releases it however it exits, a FATAL error included.
+ */
+static void
+release_run_lock(int code, Datum arg)
+{
+	LOCKTAG		tag;
+
+	run_locktag(&tag, DatumGetInt64(arg));
+	if (LockHeldByMe(&tag, ExclusiveLock))
+		LockRelease(&tag, ExclusiveLock, true);
 }
 
 /* See snapshot_run.h. */
@@ -156,9 +180,16 @@ snapshot_reap_runs(const char *nsp)
 	uint64		n;
 	Oid			types[1] = {INT8OID};
 
+	/*
+	 * Each active run's row is locked first (a row a worker is committing is
+	 * skipped), then its worker's lock tested: a worker that takes its row
+	 * takes its lock before it commits, so a locked row with a free lock is
+	 * a run without a worker.
+	 */
 	snapshot_spi_run(psprintf("SELECT r.run_id FROM %s.snapshot_runs r"
-							  " WHERE r.status OPERATOR(pg_catalog.=) ANY ('{queued,running}')", nsp),
-					 0, NULL, NULL, NULL, true, SPI_OK_SELECT);
+							  " WHERE r.status OPERATOR(pg_catalog.=) ANY ('{queued,running}')"
+							  " FOR UPDATE SKIP LOCKED", nsp),
+					 0, NULL, NULL, NULL, false, SPI_OK_SELECT);
 	n = SPI_processed;
 	runs = palloc(sizeof(int64) * Max(n, 1));
 	for (uint64 i = 0; i < n; i++)
@@ -177,8 +208,7 @@ snapshot_reap_runs(const char *nsp)
 			continue;
 		snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'failed', reason = 'interrupted',"
 								  " finished_at = pg_catalog.clock_timestamp()"
-								  " WHERE run_id OPERATOR(pg_catalog.=) $1"
-								  " AND status OPERATOR(pg_catalog.=) ANY ('{queued,running}')", nsp),
+								  " WHERE run_id OPERATOR(pg_catalog.=) $1", nsp),
 						 1, types, values, NULL, false, SPI_OK_UPDATE);
 		reaped += (int) SPI_processed;
 	}
@@ -200,6 +230,34 @@ wait_for_run_end(int64 run_id)
 }
 
 /* See snapshot_run.h. */
+void
+snapshot_run_wait_for_date(const char *nsp, DateADT date)
+{
+	Oid			types[1] = {DATEOID};
+	Datum		values[1] = {DateADTGetDatum(date)};
+	int64	   *runs;
+	uint64		n;
+
+	snapshot_spi_run(psprintf("SELECT r.run_id FROM %s.snapshot_runs r"
+							  " WHERE r.snapshot_date OPERATOR(pg_catalog.=) $1"
+							  " AND r.status OPERATOR(pg_catalog.=) ANY ('{queued,running}')", nsp),
+					 1, types, values, NULL, false, SPI_OK_SELECT);
+	n = SPI_processed;
+	runs = palloc(sizeof(int64) * Max(n, 1));
+	for (uint64 i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		runs[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+											  1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	for (uint64 i = 0; i < n; i++)
+		if (snapshot_run_is_alive(runs[i]))
+			wait_for_run_end(runs[i]);
+}
+
+/* See snapshot_run.h. */
 bool
 snapshot_run_cancel(const char *nsp, int64 run_id)
 {
@@ -211,7 +269,7 @@ snapshot_run_cancel(const char *nsp, int64 run_id)
 
 	snapshot_spi_run(psprintf("SELECT r.status, r.worker_pid FROM %s.snapshot_runs r"
 							  " WHERE r.run_id OPERATOR(pg_catalog.=) $1", nsp),
-					 1, types, values, NULL, true, SPI_OK_SELECT);
+					 1, types, values, NULL, false, SPI_OK_SELECT);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				errcode(ERRCODE_NO_DATA_FOUND),
@@ -226,9 +284,17 @@ snapshot_run_cancel(const char *nsp, int64 run_id)
 		return false;
 	}
 
-	/* the pid was written by the worker that holds the run's lock now */
-	if (BackendPidGetProc(DatumGetInt32(pid)) != NULL)
-		(void) kill(DatumGetInt32(pid), SIGINT);
+	/*
+	 * The pid was written by the run's worker, which holds the run's lock;
+	 * signal it only if it is still a run's worker (not a process that has
+	 * taken a recycled pid).
+	 */
+	{
+		const char *type = GetBackgroundWorkerTypeByPid(DatumGetInt32(pid));
+
+		if (type != NULL && strcmp(type, "snapshot capture run") == 0)
+			(void) kill(DatumGetInt32(pid), SIGINT);
+	}
 	wait_for_run_end(run_id);
 	return true;
 }
@@ -280,29 +346,49 @@ cancel_on_detach(dsm_segment *seg, Datum arg)
 static void
 check_not_blocking(RunShared *shared)
 {
+	int			pids[32];
+	int			npids = 0;
 	int			pid;
-	ArrayType  *blockers;
-	Datum	   *elems;
-	bool	   *nulls;
-	int			n;
 
 	SpinLockAcquire(&shared->mutex);
 	pid = shared->state == RUN_STARTING ? shared->worker_pid : 0;
 	SpinLockRelease(&shared->mutex);
 	if (pid == 0)
 		return;
-	blockers = DatumGetArrayTypeP(DirectFunctionCall1(pg_blocking_pids, Int32GetDatum(pid)));
-	deconstruct_array(blockers, INT4OID, sizeof(int32), true, TYPALIGN_INT, &elems, &nulls, &n);
-	for (int i = 0; i < n; i++)
-		if (!nulls[i] && DatumGetInt32(elems[i]) == MyProcPid)
+
+	/* who blocks the worker, and who blocks them, breadth first */
+	pids[npids++] = pid;
+	for (int next = 0; next < npids; next++)
+	{
+		ArrayType  *blockers;
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		blockers = DatumGetArrayTypeP(DirectFunctionCall1(pg_blocking_pids,
+														  Int32GetDatum(pids[next])));
+		deconstruct_array(blockers, INT4OID, sizeof(int32), true, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		for (int i = 0; i < n; i++)
 		{
-			cancel_worker(shared, "cancelled");
-			ereport(ERROR,
-					errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
-					errmsg("the capture's worker waits for a lock this transaction holds"),
-					errdetail("This transaction captured the same date, or recorded one of its runs, before."),
-					errhint("Commit, then start the capture in a transaction of its own."));
+			int			blocker = nulls[i] ? 0 : DatumGetInt32(elems[i]);
+			bool		seen = blocker == 0;
+
+			if (blocker == MyProcPid)
+			{
+				cancel_worker(shared, "cancelled");
+				ereport(ERROR,
+						errcode(ERRCODE_T_R_DEADLOCK_DETECTED),
+						errmsg("the capture's worker waits for a lock this transaction holds"),
+						errdetail("This transaction captured the same date, recorded one of its runs, or holds a lock another session waits for ahead of the worker."),
+						errhint("Commit, then start the capture in a transaction of its own."));
+			}
+			for (int j = 0; j < npids && !seen; j++)
+				seen = pids[j] == blocker;
+			if (!seen && npids < (int) lengthof(pids))
+				pids[npids++] = blocker;
 		}
+	}
 }
 
 /* See snapshot_run.h. */
@@ -339,6 +425,11 @@ snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by, int64 resu
 	strlcpy(shared->triggered_by, triggered_by, sizeof(shared->triggered_by));
 	shared->batch_size = snapshot_batch_size;
 	shared->commit_every = snapshot_commit_every;
+	strlcpy(shared->max_workers, GetConfigOption("snapshot.max_workers", false, false),
+			sizeof(shared->max_workers));
+	strlcpy(shared->portfolios_per_worker,
+			GetConfigOption("snapshot.portfolios_per_worker", false, false),
+			sizeof(shared->portfolios_per_worker));
 	shared->starter = MyProc;
 	SpinLockInit(&shared->mutex);
 	shared->state = RUN_STARTING;
@@ -410,10 +501,11 @@ snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by, int64 resu
 	run_id = shared->run_id;
 	joined = shared->joined;
 	SpinLockRelease(&shared->mutex);
-	if (shared->sqlerrcode != 0)
+	if (shared->sqlerrcode != 0 && (run_id == 0 || wait))
 		ereport(ERROR,
 				errcode(shared->sqlerrcode),
-				errmsg_internal("%s", shared->message));
+				errmsg_internal("%s", shared->message),
+				run_id != 0 ? errdetail("Run " INT64_FORMAT " is recorded as failed.", run_id) : 0);
 
 	/* waiting for a run that another worker owns: wait for its lock */
 	if (wait && joined)
@@ -508,7 +600,7 @@ begin_run(RunWork *rw)
 	values[1] = Int64GetDatum(shared->resume_run_id);
 	snapshot_spi_run(psprintf("SELECT r.run_id, r.status, r.reason, r.last_portfolio_id,"
 							  " r.total IS NOT NULL FROM %s.snapshot_runs r"
-							  " WHERE %s ORDER BY r.run_id DESC LIMIT 1 FOR UPDATE", rw->nsp,
+							  " WHERE %s ORDER BY r.run_id DESC LIMIT 1 FOR UPDATE NOWAIT", rw->nsp,
 							  shared->resume_run_id != 0 ? "r.run_id OPERATOR(pg_catalog.=) $2"
 							  : "r.snapshot_date OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL"),
 					 2, types, values, NULL, false, SPI_OK_SELECT);
@@ -544,6 +636,19 @@ begin_run(RunWork *rw)
 	}
 	if (shared->resume_run_id != 0)
 	{
+		/* only the date's latest run resumes, so that a date has one run */
+		values[0] = DateADTGetDatum(rw->date);
+		snapshot_spi_run(psprintf("SELECT pg_catalog.max(r.run_id) FROM %s.snapshot_runs r"
+								  " WHERE r.snapshot_date OPERATOR(pg_catalog.=) $1 AND $2 IS NOT NULL",
+								  rw->nsp),
+						 2, types, values, NULL, false, SPI_OK_SELECT);
+		if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull))
+			!= found)
+			ereport(ERROR,
+					errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					errmsg("run " INT64_FORMAT " is not the latest run of %s", found,
+						   snapshot_date_iso(rw->date)),
+					errhint("Start the date again with start_capture(), or resume its latest run."));
 		if (strcmp(status, "failed") != 0 && strcmp(status, "cancelled") != 0 &&
 			strcmp(status, "queued") != 0 && strcmp(status, "running") != 0)
 			ereport(ERROR,
@@ -560,7 +665,6 @@ begin_run(RunWork *rw)
 
 	if (resume)
 	{
-		rw->run_id = found;
 		if (!rw->has_last)
 			rw->counted = false;
 	}
@@ -571,16 +675,23 @@ begin_run(RunWork *rw)
 								  " VALUES ($1, $3, 'queued', pg_catalog.clock_timestamp()) RETURNING run_id",
 								  rw->nsp),
 						 3, types, values, NULL, false, SPI_OK_INSERT_RETURNING);
-		rw->run_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-												 1, &isnull));
+		found = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+											1, &isnull));
 		rw->has_last = false;
 		rw->counted = false;
 	}
 
-	/* the run's lock, until this process exits, however it exits */
-	run_locktag(&tag, rw->run_id);
+	/*
+	 * The run's lock, until this process exits, however it exits; the run is
+	 * this worker's only once it holds it.
+	 */
+	run_locktag(&tag, found);
 	if (LockAcquire(&tag, ExclusiveLock, true, true) == LOCKACQUIRE_NOT_AVAIL)
-		elog(ERROR, "snapshot: the lock of run " INT64_FORMAT " is held", rw->run_id);
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_IN_USE),
+				errmsg("run " INT64_FORMAT " is being run by another worker", found));
+	before_shmem_exit(release_run_lock, Int64GetDatum(found));
+	rw->run_id = found;
 
 	types[0] = INT8OID;
 	values[0] = Int64GetDatum(rw->run_id);
@@ -621,8 +732,16 @@ run_batch(RunWork *rw)
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "snapshot: SPI_connect failed");
+
+	/*
+	 * The sources are locked before the batch's snapshot is taken, as a
+	 * capture of all does: a table rewritten (ALTER TABLE) just before
+	 * would look empty to a snapshot taken before the rewrite committed.
+	 */
 	PushActiveSnapshot(GetTransactionSnapshot());
-	snapshot_load_config(&config, rw->nspid, rw->nsp);
+	snapshot_load_config(&config, rw->nspid, rw->nsp, true);
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
 
 	memset(&walk, 0, sizeof(walk));
 	if (!rw->md_loaded)
@@ -711,7 +830,7 @@ run_batch(RunWork *rw)
 	values[5] = UUIDPGetDatum(&rw->last);
 	nulls[5] = rw->has_last ? ' ' : 'n';
 	values[7] = Int32GetDatum(rw->workers);
-	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'running',"
+	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'running', reason = NULL,"
 							  " portfolios = portfolios + $2, captured = captured + $3,"
 							  " failed = failed + $4, skipped_rows = skipped_rows + $5,"
 							  " last_portfolio_id = $6, total = coalesce($7, total),"
@@ -821,6 +940,9 @@ snapshot_run_worker(Datum main_arg)
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_SESSION);
 	snprintf(batch_size, sizeof(batch_size), "%d", shared->batch_size);
 	SetConfigOption("snapshot.batch_size", batch_size, PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("snapshot.max_workers", shared->max_workers, PGC_SUSET, PGC_S_SESSION);
+	SetConfigOption("snapshot.portfolios_per_worker", shared->portfolios_per_worker,
+					PGC_SUSET, PGC_S_SESSION);
 
 	memset(&rw, 0, sizeof(rw));
 	rw.shared = shared;
@@ -848,7 +970,18 @@ snapshot_run_worker(Datum main_arg)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		if (rw.run_id != 0 && !shared->joined)
+		{
 			record_end(&rw, edata);
+			/* a waiting starter raises the run's error (a cancel is its own) */
+			if (edata->sqlerrcode != ERRCODE_QUERY_CANCELED)
+			{
+				SpinLockAcquire(&shared->mutex);
+				shared->sqlerrcode = edata->sqlerrcode;
+				strlcpy(shared->message, edata->message ? edata->message : "unknown error",
+						SNAPSHOT_MESSAGE_LEN);
+				SpinLockRelease(&shared->mutex);
+			}
+		}
 		else
 		{
 			SpinLockAcquire(&shared->mutex);

@@ -40,6 +40,12 @@ extern bool snapshot_run_is_alive(int64 run_id);
 extern int	snapshot_reap_runs(const char *nsp);
 
 /*
+ * Wait until no run of date is active: a capture in a transaction takes
+ * the date's lock, which a run holds only while it starts.  Runs inside SPI.
+ */
+extern void snapshot_run_wait_for_date(const char *nsp, DateADT date);
+
+/*
  * Cancel run_id: signal its worker and wait until it has recorded the run
  * as cancelled.  False when the run was not active.  Runs inside SPI.
  */

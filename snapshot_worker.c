@@ -173,7 +173,7 @@ snapshot_valuation_worker(Datum main_arg)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "snapshot: SPI_connect failed");
 	nsp = quote_identifier(get_namespace_name(shared->nspid));
-	snapshot_load_config(&config, shared->nspid, nsp);
+	snapshot_load_config(&config, shared->nspid, nsp, true);
 
 	memset(&md, 0, sizeof(md));
 	md.snapshot_date = shared->snapshot_date;

@@ -23,8 +23,13 @@ use Test::More;
 my $node = snapshot_node('runs', conf => ['max_worker_processes = 8', 'restart_after_crash = on']);
 $node->safe_psql('postgres', q{
 SET client_min_messages = warning;
+CREATE TABLE unlock_all (armed boolean);
 CREATE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
+    -- an owner's view may release every advisory lock of the process reading it
+    IF EXISTS (SELECT FROM public.unlock_all) THEN
+        PERFORM pg_catalog.pg_advisory_unlock_all();
+    END IF;
     IF EXISTS (SELECT FROM public.gate g WHERE g.portfolio_id = id AND g.leader_pid <> pg_catalog.pg_backend_pid())
        AND (SELECT a.query FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid())
            LIKE 'snapshot capture run %: a batch%' THEN
@@ -152,8 +157,9 @@ $node->safe_psql('postgres',
 close_run_gate();
 $run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'tap')");
 ok(wait_at_gate($run_id), 'a second run waits at the gate, 200 committed');
-$holder->quit;
+# stop first: the holder's exit would open the gate
 $node->stop('immediate');
+$holder->quit;
 $node->start;
 $holder = $node->background_psql('postgres');
 $holder_pid = $holder->query_safe('SELECT pg_backend_pid()');
@@ -178,6 +184,7 @@ is($node->safe_psql('postgres',
 	'cancelled|cancelled|200', 'the run is recorded cancelled, with its committed batches');
 is($node->safe_psql('postgres', "SELECT snapshot.cancel_capture($run_id)"),
 	'f', 'cancelling it again does nothing');
+
 open_run_gate();
 is($node->safe_psql('postgres', "SELECT snapshot.resume_capture($run_id)"),
 	$run_id, 'resume_capture continues a cancelled run');
@@ -185,6 +192,33 @@ ok(wait_for_end($run_id), 'which ends');
 is($node->safe_psql('postgres',
 		"SELECT status, portfolios, captured FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
 	'succeeded|400|400', 'succeeded, every portfolio once');
+
+# -- what the sources' owner can do during a run ----------------------------
+# its view releases every advisory lock of the worker: the run's own lock is
+# no advisory lock, so the run is not taken for dead
+$node->safe_psql('postgres',
+	"DELETE FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-05'; DELETE FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-05'; INSERT INTO unlock_all VALUES (true)");
+close_run_gate();
+$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'tap')");
+ok(wait_at_gate($run_id), 'a run whose worker ran pg_advisory_unlock_all() waits at the gate');
+is($node->safe_psql('postgres', "SELECT status FROM snapshot.capture_progress WHERE run_id = $run_id"),
+	'running', 'the run is still running, not recorded as interrupted: its lock is not an advisory lock');
+$node->safe_psql('postgres', 'DELETE FROM unlock_all');
+
+# an ALTER TABLE rewriting the ledger between two batches: the next batch
+# locks the sources before it takes its snapshot, so it reads the new table
+my $alter = $node->background_psql('postgres');
+$alter->query_until(qr/altering/, "\\echo altering\nALTER TABLE transactions ALTER COLUMN fee TYPE numeric(20, 8);\n");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query LIKE 'ALTER TABLE transactions%' AND wait_event_type = 'Lock'"),
+	'an ALTER TABLE of the ledger waits for the batch at the gate');
+open_run_gate();
+ok(wait_for_end($run_id), 'the run ends');
+$alter->quit;
+is(run_row($run_id), 'succeeded|-|400|400|0|400|' . portfolio_id(400),
+	'every portfolio captured once');
+is($node->safe_psql('postgres', $figures), $reference,
+	'the batches after the rewrite valued the rewritten ledger: every figure equals the reference');
 
 # -- a run whose batches are split among valuation workers ------------------
 $node->safe_psql('postgres', q{
@@ -199,6 +233,30 @@ is(run_row($run_id) . '|' . $node->safe_psql('postgres', "SELECT workers FROM sn
 is($node->safe_psql('postgres', $figures), $reference,
 	'with exactly the figures of a capture without them');
 $node->safe_psql('postgres', 'ALTER DATABASE postgres SET snapshot.portfolios_per_worker = 1000000');
+my $parallel_run = $run_id;
+my $newer = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'newer')");
+ok(wait_for_end($newer), 'a newer run of the date ends');
+my ($rc1, $out1, $err1) = $node->psql('postgres', "SELECT snapshot.resume_capture($parallel_run)");
+like($err1, qr/run $parallel_run is not the latest run of 2026-03-05/,
+	'resume_capture refuses a run that is not its date\'s latest: a date has one run at a time');
+
+# a role that is not a superuser starts one run per transaction, rolled back or not
+$node->safe_psql('postgres', q{
+CREATE ROLE job LOGIN;
+GRANT USAGE ON SCHEMA snapshot TO job;
+GRANT EXECUTE ON FUNCTION snapshot.start_capture(date, text) TO job;});
+my ($rc2, $out2, $err2) = $node->psql('postgres', q{
+BEGIN;
+SAVEPOINT s;
+SELECT snapshot.start_capture('2026-02-01', 'job');
+ROLLBACK TO s;
+SELECT snapshot.start_capture('2026-02-02', 'job');
+COMMIT;}, extra_params => ['-U', 'job']);
+like($err2, qr/a transaction may start only one run/,
+	'rolling back to a savepoint does not free a second run in the same transaction');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-02-01' AND status = 'succeeded'"),
+	'the first run, rolled back by its starter, ran all the same (as the README says)');
 
 # -- a run cannot wait for its starter --------------------------------------
 my ($rc0, $out0, $err0) = $node->psql('postgres', q{
@@ -232,8 +290,18 @@ like($stderr, qr/HINT:  Raise max_worker_processes \(now 2\)/, '... and says wha
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-02'"),
 	'0', '... and records no run it could not start');
+# a capture of the date in a transaction waits for the run (on the run's lock)
+my $intxn = $node->background_psql('postgres', on_error_stop => 0);
+$intxn->query_until(qr/capturing/, "\\echo capturing\nSELECT status FROM snapshot.capture_all_snapshots('2026-03-03', 'in a transaction');\n");
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query = 'capture_all_snapshots: waiting for another capture of the same date' AND wait_event_type = 'Lock' AND wait_event = 'object'"),
+	'a capture of the same date in a transaction waits for the active run');
 open_run_gate();
 ok(wait_for_end($run_id), 'the running run is not disturbed');
+ok($node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM snapshot.snapshot_runs WHERE triggered_by = 'in a transaction' AND status = 'succeeded'"),
+	'the capture in a transaction then runs');
+$intxn->quit;
 
 $holder->quit;
 $node->stop;
