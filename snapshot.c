@@ -401,6 +401,35 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 	capture_setup(&cap, fcinfo, snapshot_date, true);
 
 	/*
+	 * The fallback of a date whose latest run was interrupted resumes that
+	 * run (same run id) and waits for it, where a run's worker may read for
+	 * this transaction; it must not hold the date's lock meanwhile.
+	 */
+	if (if_missing && snapshot_other_process_sees_all(cap.config.relids, wrote_before) &&
+		!IsolationUsesXactSnapshot() && snapshot_run_interrupted(cap.nsp, snapshot_date))
+	{
+		const char *nsp = MemoryContextStrdup(TopTransactionContext, cap.nsp);
+
+		SPI_finish();
+		claim_transaction_run();
+		run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, true);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "snapshot: SPI_connect failed");
+		(void) snapshot_reap_runs(nsp);
+		values[0] = Int64GetDatum(run_id);
+		types[0] = INT8OID;
+		snapshot_spi_run(psprintf("SELECT r.* FROM %s.snapshot_runs r"
+								  " WHERE r.run_id OPERATOR(pg_catalog.=) $1", nsp),
+						 1, types, values, NULL, false, SPI_OK_SELECT);
+		if (SPI_processed != 1)
+			elog(ERROR, "snapshot: run " INT64_FORMAT " was not found", run_id);
+		result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0], SPI_tuptable->tupdesc));
+		SPI_finish();
+		pgstat_report_activity(STATE_RUNNING, saved_activity);
+		PG_RETURN_DATUM(result);
+	}
+
+	/*
 	 * One capture of a date at a time; the second waits, then replaces.  A
 	 * run of the date holds its lock only while it starts, so an active run
 	 * is waited for too.

@@ -230,6 +230,36 @@ wait_for_run_end(int64 run_id)
 }
 
 /* See snapshot_run.h. */
+bool
+snapshot_run_interrupted(const char *nsp, DateADT date)
+{
+	Oid			types[1] = {DATEOID};
+	Datum		values[1] = {DateADTGetDatum(date)};
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	char	   *status;
+	char	   *reason;
+	int64		run_id;
+
+	snapshot_spi_run(psprintf("SELECT r.run_id, r.status, r.reason FROM %s.snapshot_runs r"
+							  " WHERE r.snapshot_date OPERATOR(pg_catalog.=) $1"
+							  " ORDER BY r.run_id DESC LIMIT 1", nsp),
+					 1, types, values, NULL, false, SPI_OK_SELECT);
+	if (SPI_processed == 0)
+		return false;
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	run_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	status = SPI_getvalue(tup, desc, 2);
+	reason = SPI_getvalue(tup, desc, 3);
+	if (strcmp(status, "failed") == 0)
+		return reason != NULL && strcmp(reason, "interrupted") == 0;
+	return (strcmp(status, "queued") == 0 || strcmp(status, "running") == 0) &&
+		!snapshot_run_is_alive(run_id);
+}
+
+/* See snapshot_run.h. */
 void
 snapshot_run_wait_for_date(const char *nsp, DateADT date)
 {

@@ -40,6 +40,12 @@ extern bool snapshot_run_is_alive(int64 run_id);
 extern int	snapshot_reap_runs(const char *nsp);
 
 /*
+ * Whether the latest run of date was interrupted: recorded so, or queued or
+ * running without its worker.  Runs inside SPI.
+ */
+extern bool snapshot_run_interrupted(const char *nsp, DateADT date);
+
+/*
  * Wait until no run of date is active: a capture in a transaction takes
  * the date's lock, which a run holds only while it starts.  Runs inside SPI.
  */

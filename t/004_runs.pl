@@ -171,6 +171,29 @@ is(run_row($run_id), 'succeeded|-|400|400|0|400|' . portfolio_id(400),
 is($node->safe_psql('postgres', $figures), $reference,
 	'and exactly its figures');
 
+# -- the pg_cron fallback resumes an interrupted run -------------------------
+$node->safe_psql('postgres',
+	"DELETE FROM snapshot.portfolio_snapshots; DELETE FROM snapshot.snapshot_runs");
+close_run_gate();
+$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'airflow')");
+ok(wait_at_gate($run_id), 'a third run waits at the gate, 200 committed');
+$worker_pid = $node->safe_psql('postgres',
+	"SELECT worker_pid FROM snapshot.snapshot_runs WHERE run_id = $run_id");
+kill 'KILL', $worker_pid;
+$holder->quit;
+ok($node->poll_query_until('postgres', 'SELECT true'), 'the server recovers');
+$holder = $node->background_psql('postgres');
+$holder_pid = $holder->query_safe('SELECT pg_backend_pid()');
+is($node->safe_psql('postgres',
+		"SELECT run_id || ' ' || status || ' ' || portfolios FROM snapshot.capture_all_snapshots_if_missing('2026-03-05', 'pg_cron')"),
+	"$run_id succeeded 400",
+	'the fallback resumes the interrupted run of its date, waits for it, and returns it');
+is($node->safe_psql('postgres', $figures), $reference, 'with every figure of an uninterrupted capture');
+is($node->safe_psql('postgres',
+		"SELECT run_id FROM snapshot.capture_all_snapshots_if_missing('2026-03-05', 'pg_cron')"),
+	$run_id, 'the day done, the fallback does nothing and returns that run');
+is($node->safe_psql('postgres', "SELECT count(*) FROM snapshot.snapshot_runs"), '1', 'one run in all');
+
 # -- cancel_capture ---------------------------------------------------------
 close_run_gate();
 $run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-04', 'tap')");
