@@ -398,21 +398,54 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 	/* before the lock and the run row below give this transaction an XID */
 	wrote_before = TransactionIdIsValid(GetTopTransactionIdIfAny());
 
-	capture_setup(&cap, fcinfo, snapshot_date, true);
+	capture_setup(&cap, fcinfo, snapshot_date, false);
 
 	/*
-	 * The fallback of a date whose latest run was interrupted resumes that
-	 * run (same run id) and waits for it, where a run's worker may read for
-	 * this transaction; it must not hold the date's lock meanwhile.
+	 * A capture that is its statement's whole transaction (psql's autocommit,
+	 * pg_cron) is a run of its own, started and waited for, wherever a run's
+	 * worker may read for this transaction (the one rule, shared with the
+	 * valuation workers): a cancel or statement_timeout of the caller is then
+	 * recorded in the run.  In a transaction block the capture belongs to the
+	 * block, as before runs existed; so it does when the block wrote first.
+	 * The fallback resumes its date's latest run when it was interrupted,
+	 * and otherwise captures in its caller's transaction as before.  Neither the date's lock nor the sources' locks
+	 * are held meanwhile (the run's worker takes them).
 	 */
-	if (if_missing && snapshot_other_process_sees_all(cap.config.relids, wrote_before) &&
-		!IsolationUsesXactSnapshot() && snapshot_run_interrupted(cap.nsp, snapshot_date))
+	if (snapshot_other_process_sees_all(cap.config.relids, wrote_before) &&
+		!IsolationUsesXactSnapshot() &&
+		(if_missing ? snapshot_run_interrupted(cap.nsp, snapshot_date) : !IsTransactionBlock()))
 	{
 		const char *nsp = MemoryContextStrdup(TopTransactionContext, cap.nsp);
 
+		/* the fallback of a day done does nothing */
+		if (if_missing && !snapshot_run_interrupted(cap.nsp, snapshot_date))
+		{
+			values[0] = DateADTGetDatum(snapshot_date);
+			snapshot_spi_run(psprintf("SELECT r.* FROM %s.snapshot_runs r"
+									  " WHERE r.snapshot_date OPERATOR(pg_catalog.=) $1"
+									  " AND r.status OPERATOR(pg_catalog.=) 'succeeded'"
+									  " ORDER BY r.run_id DESC LIMIT 1", cap.nsp),
+							 1, types, values, NULL, false, SPI_OK_SELECT);
+			if (SPI_processed == 1)
+			{
+				bool		covered;
+
+				result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc));
+				PushActiveSnapshot(GetTransactionSnapshot());
+				covered = snapshot_date_is_covered(&cap.config, cap.nsp, snapshot_date);
+				PopActiveSnapshot();
+				if (covered)
+				{
+					SPI_finish();
+					pgstat_report_activity(STATE_RUNNING, saved_activity);
+					PG_RETURN_DATUM(result);
+				}
+			}
+		}
 		SPI_finish();
 		claim_transaction_run();
-		run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, true);
+		run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, true, if_missing);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "snapshot: SPI_connect failed");
 		(void) snapshot_reap_runs(nsp);
@@ -428,6 +461,9 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 		pgstat_report_activity(STATE_RUNNING, saved_activity);
 		PG_RETURN_DATUM(result);
 	}
+
+	/* a capture in this transaction: the sources locked until it ends */
+	cap.config.owner = snapshot_check_sources(cap.config.relids, true, cap.config.names);
 
 	/*
 	 * One capture of a date at a time; the second waits, then replaces.  A
@@ -780,7 +816,7 @@ start_capture(PG_FUNCTION_ARGS)
 	claim_transaction_run();
 	capture_setup(&cap, fcinfo, snapshot_date, false);
 	SPI_finish();
-	run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, false);
+	run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, false, false);
 	PG_RETURN_INT64(run_id);
 }
 
@@ -823,7 +859,7 @@ resume_capture(PG_FUNCTION_ARGS)
 	claim_transaction_run();
 	capture_setup(&cap, fcinfo, snapshot_date, false);
 	SPI_finish();
-	PG_RETURN_INT64(snapshot_run_start(nspid, snapshot_date, "resume", run_id, false));
+	PG_RETURN_INT64(snapshot_run_start(nspid, snapshot_date, "resume", run_id, false, false));
 }
 
 /*

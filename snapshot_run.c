@@ -97,6 +97,7 @@ typedef struct RunShared
 	Oid			nspid;
 	DateADT		snapshot_date;
 	int64		resume_run_id;	/* 0: by date */
+	bool		if_missing;		/* the fallback: a day done is joined */
 	char		triggered_by[256];
 	int			batch_size;
 	int			commit_every;
@@ -424,7 +425,7 @@ check_not_blocking(RunShared *shared)
 /* See snapshot_run.h. */
 int64
 snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by, int64 resume_run_id,
-				   bool wait)
+				   bool wait, bool if_missing)
 {
 	shm_toc_estimator estimator;
 	Size		segsize;
@@ -452,6 +453,7 @@ snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by, int64 resu
 	shared->nspid = nspid;
 	shared->snapshot_date = date;
 	shared->resume_run_id = resume_run_id;
+	shared->if_missing = if_missing;
 	strlcpy(shared->triggered_by, triggered_by, sizeof(shared->triggered_by));
 	shared->batch_size = snapshot_batch_size;
 	shared->commit_every = snapshot_commit_every;
@@ -599,6 +601,7 @@ begin_run(RunWork *rw)
 	char	   *status = NULL;
 	char	   *reason = NULL;
 	bool		resume = false;
+	bool		day_done = false;
 	LOCKTAG		tag;
 
 	StartTransactionCommand();
@@ -650,8 +653,23 @@ begin_run(RunWork *rw)
 		rw->counted = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 	}
 
-	if (found != 0 && (strcmp(status, "queued") == 0 || strcmp(status, "running") == 0) &&
-		snapshot_run_is_alive(found))
+	/*
+	 * The fallback finds the day done by the run it may have waited for
+	 * (the date's lock): it joins that run, starting nothing.
+	 */
+	if (shared->if_missing && found != 0 && strcmp(status, "succeeded") == 0)
+	{
+		SnapshotConfig config;
+
+		snapshot_load_config(&config, rw->nspid, rw->nsp, true);
+		PushActiveSnapshot(GetTransactionSnapshot());
+		day_done = snapshot_date_is_covered(&config, rw->nsp, rw->date);
+		PopActiveSnapshot();
+	}
+	if (found != 0 &&
+		(day_done ||
+		 ((strcmp(status, "queued") == 0 || strcmp(status, "running") == 0) &&
+		  snapshot_run_is_alive(found))))
 	{
 		/* the date's run is active: its id, and nothing started */
 		rw->run_id = found;

@@ -25,10 +25,13 @@ extern void snapshot_run_init(void);
  * resumed when it was interrupted, else a new run begins).  Returns the run
  * id once the run's worker has committed it as queued; with wait, once the
  * run has ended, and a cancel of the caller (or its statement_timeout)
- * cancels the run.  53400 when no background worker slot is free.
+ * cancels the run.  With if_missing (the fallback), a date whose latest run
+ * succeeded and covers every portfolio once the date's lock is taken is
+ * joined: that run is returned, nothing started.  53400 when no background
+ * worker slot is free.
  */
 extern int64 snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by,
-								int64 resume_run_id, bool wait);
+								int64 resume_run_id, bool wait, bool if_missing);
 
 /* Whether run_id's worker is alive (it holds the run's lock). */
 extern bool snapshot_run_is_alive(int64 run_id);

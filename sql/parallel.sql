@@ -100,12 +100,15 @@ SELECT set_eq('SELECT * FROM run_errors', 'SELECT * FROM serial_errors',
               '... and the same errors');
 
 -- a worker's own error (here from a portfolios view that refuses to be read
--- outside the calling backend) fails the whole capture with its SQLSTATE
+-- by a valuation worker) fails the whole capture with its SQLSTATE; the
+-- capture ran as a run of its own (runs that own themselves), which is
+-- recorded as failed with the error as its reason
 CREATE TABLE leader (pid int);
 INSERT INTO leader VALUES (pg_backend_pid());
 CREATE FUNCTION only_in_leader() RETURNS boolean LANGUAGE plpgsql STABLE AS $$
 BEGIN
-    IF pg_backend_pid() <> (SELECT pid FROM par.leader) THEN
+    IF (SELECT a.backend_type FROM pg_stat_activity a WHERE a.pid = pg_backend_pid())
+       = 'snapshot valuation worker' THEN
         RAISE EXCEPTION 'read outside the calling backend' USING ERRCODE = 'P0042';
     END IF;
     RETURN true;
@@ -117,13 +120,14 @@ SELECT throws_ok($$SELECT snapshot.capture_all_snapshots((SELECT d FROM par.day)
                  'P0042', 'read outside the calling backend',
                  'a worker''s error fails the capture with the worker''s SQLSTATE and message');
 SELECT is((SELECT count(*) FROM snapshot.snapshot_runs WHERE triggered_by = 'failing worker'),
-          0::bigint, 'the failed capture left no run behind');
+          0::bigint, 'the failed capture left no run behind (in throws_ok''s subtransaction it captured in the caller''s transaction)');
 SELECT is((SELECT count(*) FROM snapshot_values WHERE portfolio_id IN (SELECT portfolio_id FROM serial_values)),
           240::bigint, '... and the earlier snapshots of the date are intact');
 
--- a cancelled capture stops its workers and leaves nothing behind: the
+-- a cancelled capture stops its workers and is recorded as cancelled: the
 -- capture runs in a dblink session, its workers slowed down by a view that
--- sleeps outside the calling backend, and is cancelled while they work
+-- sleeps outside the calling backend, and the caller is cancelled while
+-- they work
 CREATE EXTENSION dblink SCHEMA par;
 CREATE FUNCTION connstr() RETURNS text LANGUAGE sql AS $$
     SELECT format('host=%s port=%s dbname=%s user=%s',
@@ -161,9 +165,21 @@ SELECT is(dblink_cancel_query('capture'), 'OK', 'the capture is cancelled');
 SET client_min_messages = error;
 SELECT count(*) FROM dblink_get_result('capture', false) AS t(r text);
 SET client_min_messages = warning;
+-- wait (at most 30 s) until the run with triggered_by has ended; its status
+CREATE FUNCTION wait_for_run(by text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE s text;
+BEGIN
+    FOR i IN 1 .. 600 LOOP
+        SELECT status || '/' || coalesce(reason, '-') INTO s FROM snapshot.snapshot_runs
+         WHERE triggered_by = by AND status NOT IN ('queued', 'running');
+        IF s IS NOT NULL THEN RETURN s; END IF;
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+    RETURN NULL;
+END $$;
 SELECT ok(wait_for_workers(0) AND
           (SELECT count(*) FROM snapshot.snapshot_runs WHERE triggered_by = 'cancelled') = 0,
-          'its workers are gone, and so is its run');
+          'its workers are gone, and so is its run (two statements in one query: a transaction block, so no run of its own)');
 SELECT dblink_disconnect('capture');
 
 -- a transaction that wrote before the capture: no workers (they could not

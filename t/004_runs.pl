@@ -194,6 +194,9 @@ is($node->safe_psql('postgres',
 	$run_id, 'the day done, the fallback does nothing and returns that run');
 is($node->safe_psql('postgres', "SELECT count(*) FROM snapshot.snapshot_runs"), '1', 'one run in all');
 
+# capture_all_snapshots in a transaction of its own is a run: a cancel or a
+# statement_timeout of its caller is recorded (sql/attacks_sessions.sql)
+
 # -- cancel_capture ---------------------------------------------------------
 close_run_gate();
 $run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-04', 'tap')");
@@ -315,7 +318,7 @@ is($node->safe_psql('postgres',
 	'0', '... and records no run it could not start');
 # a capture of the date in a transaction waits for the run (on the run's lock)
 my $intxn = $node->background_psql('postgres', on_error_stop => 0);
-$intxn->query_until(qr/capturing/, "\\echo capturing\nSELECT status FROM snapshot.capture_all_snapshots('2026-03-03', 'in a transaction');\n");
+$intxn->query_until(qr/capturing/, "\\echo capturing\nBEGIN;\nSELECT status FROM snapshot.capture_all_snapshots('2026-03-03', 'in a transaction');\nCOMMIT;\n");
 ok($node->poll_query_until('postgres',
 		"SELECT count(*) = 1 FROM pg_stat_activity WHERE query = 'capture_all_snapshots: waiting for another capture of the same date' AND wait_event_type = 'Lock' AND wait_event = 'object'"),
 	'a capture of the same date in a transaction waits for the active run');

@@ -103,7 +103,9 @@ sub start_capture
 {
 	my ($session, $triggered_by) = @_;
 	$session->query_until(qr/capturing/, "\\echo capturing
+BEGIN;
 SELECT status FROM snapshot.capture_all_snapshots('2026-03-05', '$triggered_by');
+COMMIT;
 ");
 	return;
 }
