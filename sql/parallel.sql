@@ -1,5 +1,6 @@
 -- parallel: with valuation workers (snapshot.max_workers), a capture of all
--- writes exactly the snapshots and errors the calling backend alone writes;
+-- writes exactly the snapshots and errors the calling backend alone writes
+-- (every portfolio with splits, transfers, interest and tax among its rows);
 -- workers that cannot start leave their range to the caller; a worker's
 -- error fails the capture with its own SQLSTATE; and a transaction that wrote
 -- before the capture is valued without workers, which could not see its rows.
@@ -27,6 +28,18 @@ INSERT INTO transactions (portfolio_id, asset_id, type, quantity, price, fee, ex
 SELECT 'ffffffff-0000-0000-0000-000000000001', id, 'SELL', 1, 10, 0, NULL, now() - interval '3 days'
   FROM assets ORDER BY symbol LIMIT 1;
 
+-- the ledger types of 1.4 in every valued portfolio, so that the workers are
+-- compared on them too: a split of its first bought asset, a transfer in of
+-- it, interest and a tax
+INSERT INTO transactions (portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+SELECT p, a, ty, q, pr, f, NULL, now() - interval '2 days'
+  FROM (SELECT DISTINCT ON (t.portfolio_id) t.portfolio_id AS p, t.asset_id AS a
+          FROM transactions t
+         WHERE t.type = 'BUY' AND t.portfolio_id <> 'ffffffff-0000-0000-0000-000000000001'
+         ORDER BY t.portfolio_id, t.transaction_date, t.id) AS first_buy,
+       (VALUES ('SPLIT', 2, NULL::numeric, NULL::numeric), ('TRANSFER_IN', 3, 11.5, 0.5),
+               ('INTEREST', 1, 4.25, 0.25), ('TAX', 1, 1.75, NULL)) AS v(ty, q, pr, f);
+
 CREATE EXTENSION snapshot;
 -- the par relations, with the portfolios relation given
 CREATE FUNCTION configure(portfolios text) RETURNS void LANGUAGE sql AS $$
@@ -38,7 +51,7 @@ SELECT configure('par.portfolios');
 CREATE TABLE day AS SELECT (now() AT TIME ZONE 'UTC')::date - 1 AS d;
 CREATE VIEW snapshot_values AS
 SELECT portfolio_id, base_currency, market_value, cash_balance, net_worth, total_cost, unrealized_pnl,
-       realized_pnl, income, fees, net_contribution, day_flow, position_count, missing_prices,
+       realized_pnl, income, fees, taxes, net_contribution, day_flow, position_count, missing_prices,
        stale_prices, missing_fx, positions
   FROM snapshot.portfolio_snapshots WHERE snapshot_date = (SELECT d FROM day);
 CREATE VIEW run_errors AS
@@ -83,8 +96,9 @@ SELECT is((SELECT count(*) FROM run_errors WHERE sqlstate = '22004'
 SELECT ok((SELECT count(*) FROM serial_values) = 240 AND
           (SELECT count(DISTINCT base_currency) FROM serial_values) = 3 AND
           (SELECT sum(position_count) FROM serial_values) > 240 AND
-          (SELECT count(*) FROM serial_values WHERE market_value > 0) = 240,
-          'the comparison covers 240 valued portfolios in three base currencies');
+          (SELECT count(*) FROM serial_values WHERE market_value > 0) = 240 AND
+          (SELECT count(*) FROM serial_values WHERE taxes > 0) = 240,
+          'the comparison covers 240 valued portfolios in three base currencies, each with the 1.4 ledger types');
 
 -- more workers than there are background worker slots (max_worker_processes
 -- is 8): the calling backend values the ranges of those that cannot start
