@@ -408,8 +408,9 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 	 * recorded in the run.  In a transaction block the capture belongs to the
 	 * block, as before runs existed; so it does when the block wrote first.
 	 * The fallback resumes its date's latest run when it was interrupted,
-	 * and otherwise captures in its caller's transaction as before.  Neither the date's lock nor the sources' locks
-	 * are held meanwhile (the run's worker takes them).
+	 * and otherwise captures in its caller's transaction as before.  Neither
+	 * the date's lock nor the sources' locks are held meanwhile (the run's
+	 * worker takes them).
 	 */
 	if (snapshot_other_process_sees_all(cap.config.relids, wrote_before) &&
 		!IsolationUsesXactSnapshot() &&
@@ -417,35 +418,9 @@ capture_all(FunctionCallInfo fcinfo, DateADT snapshot_date, const char *triggere
 	{
 		const char *nsp = MemoryContextStrdup(TopTransactionContext, cap.nsp);
 
-		/* the fallback of a day done does nothing */
-		if (if_missing && !snapshot_run_interrupted(cap.nsp, snapshot_date))
-		{
-			values[0] = DateADTGetDatum(snapshot_date);
-			snapshot_spi_run(psprintf("SELECT r.* FROM %s.snapshot_runs r"
-									  " WHERE r.snapshot_date OPERATOR(pg_catalog.=) $1"
-									  " AND r.status OPERATOR(pg_catalog.=) 'succeeded'"
-									  " ORDER BY r.run_id DESC LIMIT 1", cap.nsp),
-							 1, types, values, NULL, false, SPI_OK_SELECT);
-			if (SPI_processed == 1)
-			{
-				bool		covered;
-
-				result = PointerGetDatum(SPI_returntuple(SPI_tuptable->vals[0],
-														 SPI_tuptable->tupdesc));
-				PushActiveSnapshot(GetTransactionSnapshot());
-				covered = snapshot_date_is_covered(&cap.config, cap.nsp, snapshot_date);
-				PopActiveSnapshot();
-				if (covered)
-				{
-					SPI_finish();
-					pgstat_report_activity(STATE_RUNNING, saved_activity);
-					PG_RETURN_DATUM(result);
-				}
-			}
-		}
 		SPI_finish();
 		claim_transaction_run();
-		run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, true, if_missing);
+		run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, true);
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "snapshot: SPI_connect failed");
 		(void) snapshot_reap_runs(nsp);
@@ -816,7 +791,7 @@ start_capture(PG_FUNCTION_ARGS)
 	claim_transaction_run();
 	capture_setup(&cap, fcinfo, snapshot_date, false);
 	SPI_finish();
-	run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, false, false);
+	run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, false);
 	PG_RETURN_INT64(run_id);
 }
 
@@ -859,7 +834,7 @@ resume_capture(PG_FUNCTION_ARGS)
 	claim_transaction_run();
 	capture_setup(&cap, fcinfo, snapshot_date, false);
 	SPI_finish();
-	PG_RETURN_INT64(snapshot_run_start(nspid, snapshot_date, "resume", run_id, false, false));
+	PG_RETURN_INT64(snapshot_run_start(nspid, snapshot_date, "resume", run_id, false));
 }
 
 /*

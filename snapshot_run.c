@@ -53,6 +53,7 @@
 #include "storage/spin.h"
 #include "tcop/tcopprot.h"
 #include "utils/array.h"
+#include "utils/backend_status.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
 #include "utils/guc.h"
@@ -97,7 +98,6 @@ typedef struct RunShared
 	Oid			nspid;
 	DateADT		snapshot_date;
 	int64		resume_run_id;	/* 0: by date */
-	bool		if_missing;		/* the fallback: a day done is joined */
 	char		triggered_by[256];
 	int			batch_size;
 	int			commit_every;
@@ -116,6 +116,7 @@ typedef struct RunShared
 } RunShared;
 
 int			snapshot_commit_every = 20000;
+int			snapshot_max_runs = 4;
 
 PGDLLEXPORT void snapshot_run_worker(Datum main_arg);
 
@@ -134,6 +135,35 @@ snapshot_run_init(void)
 							20000, 1, INT_MAX,
 							PGC_SUSET, 0,
 							NULL, NULL, NULL);
+	DefineCustomIntVariable("snapshot.max_runs",
+							"Runs (start_capture) that may be under way at once in the cluster.",
+							"Each run holds a background worker slot for as long as it runs; a start beyond "
+							"this fails with 53400.",
+							&snapshot_max_runs,
+							4, 1, 1024,
+							PGC_SUSET, 0,
+							NULL, NULL, NULL);
+}
+
+/* The runs' workers alive in the cluster now. */
+static int
+runs_under_way(void)
+{
+	int			n = 0;
+	int			backends = pgstat_fetch_stat_numbackends();
+
+	for (int i = 1; i <= backends; i++)
+	{
+		LocalPgBackendStatus *local = pgstat_fetch_stat_local_beentry(i);
+		const char *type;
+
+		if (local == NULL || local->backendStatus.st_backendType != B_BG_WORKER)
+			continue;
+		type = GetBackgroundWorkerTypeByPid(local->backendStatus.st_procpid);
+		if (type != NULL && strcmp(type, "snapshot capture run") == 0)
+			n++;
+	}
+	return n;
 }
 
 static void
@@ -172,13 +202,44 @@ snapshot_run_is_alive(int64 run_id)
 	return false;
 }
 
+/*
+ * The ids of the queued and running runs, of one date (date not NULL) or
+ * all; with lock_rows, each row locked (FOR UPDATE), a row being locked by
+ * someone else skipped.  In the current memory context; *n of them.
+ */
+static int64 *
+active_runs(const char *nsp, const DateADT *date, bool lock_rows, uint64 *n)
+{
+	Oid			types[1] = {DATEOID};
+	Datum		values[1] = {DateADTGetDatum(date ? *date : 0)};
+	char		nulls[1] = {date ? ' ' : 'n'};
+	int64	   *runs;
+
+	snapshot_spi_run(psprintf("SELECT r.run_id FROM %s.snapshot_runs r"
+							  " WHERE r.status OPERATOR(pg_catalog.=) ANY ('{queued,running}')"
+							  " AND ($1 IS NULL OR r.snapshot_date OPERATOR(pg_catalog.=) $1)%s",
+							  nsp, lock_rows ? " FOR UPDATE SKIP LOCKED" : ""),
+					 1, types, values, nulls, false, SPI_OK_SELECT);
+	*n = SPI_processed;
+	runs = palloc(sizeof(int64) * Max(*n, 1));
+	for (uint64 i = 0; i < *n; i++)
+	{
+		bool		isnull;
+
+		runs[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
+											  1, &isnull));
+	}
+	SPI_freetuptable(SPI_tuptable);
+	return runs;
+}
+
 /* See snapshot_run.h. */
 int
 snapshot_reap_runs(const char *nsp)
 {
 	int			reaped = 0;
-	int64	   *runs;
 	uint64		n;
+	int64	   *runs;
 	Oid			types[1] = {INT8OID};
 
 	/*
@@ -187,20 +248,7 @@ snapshot_reap_runs(const char *nsp)
 	 * takes its lock before it commits, so a locked row with a free lock is
 	 * a run without a worker.
 	 */
-	snapshot_spi_run(psprintf("SELECT r.run_id FROM %s.snapshot_runs r"
-							  " WHERE r.status OPERATOR(pg_catalog.=) ANY ('{queued,running}')"
-							  " FOR UPDATE SKIP LOCKED", nsp),
-					 0, NULL, NULL, NULL, false, SPI_OK_SELECT);
-	n = SPI_processed;
-	runs = palloc(sizeof(int64) * Max(n, 1));
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		runs[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-											  1, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
+	runs = active_runs(nsp, NULL, true, &n);
 	for (uint64 i = 0; i < n; i++)
 	{
 		Datum		values[1] = {Int64GetDatum(runs[i])};
@@ -264,25 +312,9 @@ snapshot_run_interrupted(const char *nsp, DateADT date)
 void
 snapshot_run_wait_for_date(const char *nsp, DateADT date)
 {
-	Oid			types[1] = {DATEOID};
-	Datum		values[1] = {DateADTGetDatum(date)};
-	int64	   *runs;
 	uint64		n;
+	int64	   *runs = active_runs(nsp, &date, false, &n);
 
-	snapshot_spi_run(psprintf("SELECT r.run_id FROM %s.snapshot_runs r"
-							  " WHERE r.snapshot_date OPERATOR(pg_catalog.=) $1"
-							  " AND r.status OPERATOR(pg_catalog.=) ANY ('{queued,running}')", nsp),
-					 1, types, values, NULL, false, SPI_OK_SELECT);
-	n = SPI_processed;
-	runs = palloc(sizeof(int64) * Max(n, 1));
-	for (uint64 i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		runs[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc,
-											  1, &isnull));
-	}
-	SPI_freetuptable(SPI_tuptable);
 	for (uint64 i = 0; i < n; i++)
 		if (snapshot_run_is_alive(runs[i]))
 			wait_for_run_end(runs[i]);
@@ -425,7 +457,7 @@ check_not_blocking(RunShared *shared)
 /* See snapshot_run.h. */
 int64
 snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by, int64 resume_run_id,
-				   bool wait, bool if_missing)
+				   bool wait)
 {
 	shm_toc_estimator estimator;
 	Size		segsize;
@@ -440,6 +472,14 @@ snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by, int64 resu
 	int64		run_id;
 	bool		joined;
 
+	/* a bound on the slots runs take, whoever starts them */
+	if (runs_under_way() >= snapshot_max_runs)
+		ereport(ERROR,
+				errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				errmsg("%d capture runs are under way, as many as snapshot.max_runs allows",
+					   snapshot_max_runs),
+				errhint("Wait for a run to end (snapshot.capture_progress), or have a superuser raise snapshot.max_runs."));
+
 	shm_toc_initialize_estimator(&estimator);
 	shm_toc_estimate_chunk(&estimator, sizeof(RunShared));
 	shm_toc_estimate_keys(&estimator, 1);
@@ -453,7 +493,6 @@ snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by, int64 resu
 	shared->nspid = nspid;
 	shared->snapshot_date = date;
 	shared->resume_run_id = resume_run_id;
-	shared->if_missing = if_missing;
 	strlcpy(shared->triggered_by, triggered_by, sizeof(shared->triggered_by));
 	shared->batch_size = snapshot_batch_size;
 	shared->commit_every = snapshot_commit_every;
@@ -601,7 +640,6 @@ begin_run(RunWork *rw)
 	char	   *status = NULL;
 	char	   *reason = NULL;
 	bool		resume = false;
-	bool		day_done = false;
 	LOCKTAG		tag;
 
 	StartTransactionCommand();
@@ -611,21 +649,8 @@ begin_run(RunWork *rw)
 	/* for the whole run, beyond this transaction */
 	rw->nsp = MemoryContextStrdup(rw->run_cxt, quote_identifier(get_namespace_name(rw->nspid)));
 
-	if (shared->resume_run_id != 0)
-	{
-		values[1] = Int64GetDatum(shared->resume_run_id);
-		snapshot_spi_run(psprintf("SELECT r.snapshot_date FROM %s.snapshot_runs r"
-								  " WHERE r.run_id OPERATOR(pg_catalog.=) $2", rw->nsp),
-						 2, types, values, NULL, false, SPI_OK_SELECT);
-		if (SPI_processed == 0)
-			ereport(ERROR,
-					errcode(ERRCODE_NO_DATA_FOUND),
-					errmsg("run " INT64_FORMAT " does not exist", shared->resume_run_id));
-		rw->date = DatumGetDateADT(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
-												 1, &isnull));
-	}
-	else
-		rw->date = shared->snapshot_date;
+	/* the date; resume_capture() found it with the run it resumes */
+	rw->date = shared->snapshot_date;
 
 	/* one owner per date at a time: the run's lock is taken under this one */
 	snapshot_lock_date(rw->nsp, rw->date);
@@ -653,23 +678,8 @@ begin_run(RunWork *rw)
 		rw->counted = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
 	}
 
-	/*
-	 * The fallback finds the day done by the run it may have waited for
-	 * (the date's lock): it joins that run, starting nothing.
-	 */
-	if (shared->if_missing && found != 0 && strcmp(status, "succeeded") == 0)
-	{
-		SnapshotConfig config;
-
-		snapshot_load_config(&config, rw->nspid, rw->nsp, true);
-		PushActiveSnapshot(GetTransactionSnapshot());
-		day_done = snapshot_date_is_covered(&config, rw->nsp, rw->date);
-		PopActiveSnapshot();
-	}
-	if (found != 0 &&
-		(day_done ||
-		 ((strcmp(status, "queued") == 0 || strcmp(status, "running") == 0) &&
-		  snapshot_run_is_alive(found))))
+	if (found != 0 && (strcmp(status, "queued") == 0 || strcmp(status, "running") == 0) &&
+		snapshot_run_is_alive(found))
 	{
 		/* the date's run is active: its id, and nothing started */
 		rw->run_id = found;
@@ -684,6 +694,11 @@ begin_run(RunWork *rw)
 	}
 	if (shared->resume_run_id != 0)
 	{
+		if (found == 0)
+			ereport(ERROR,
+					errcode(ERRCODE_NO_DATA_FOUND),
+					errmsg("run " INT64_FORMAT " does not exist", shared->resume_run_id));
+
 		/* only the date's latest run resumes, so that a date has one run */
 		values[0] = DateADTGetDatum(rw->date);
 		snapshot_spi_run(psprintf("SELECT pg_catalog.max(r.run_id) FROM %s.snapshot_runs r"

@@ -17,6 +17,9 @@
 /* snapshot.commit_every: portfolios per committed batch of a run */
 extern PGDLLIMPORT int snapshot_commit_every;
 
+/* snapshot.max_runs: runs under way at once in the cluster, at most */
+extern PGDLLIMPORT int snapshot_max_runs;
+
 extern void snapshot_run_init(void);
 
 /*
@@ -25,13 +28,11 @@ extern void snapshot_run_init(void);
  * resumed when it was interrupted, else a new run begins).  Returns the run
  * id once the run's worker has committed it as queued; with wait, once the
  * run has ended, and a cancel of the caller (or its statement_timeout)
- * cancels the run.  With if_missing (the fallback), a date whose latest run
- * succeeded and covers every portfolio once the date's lock is taken is
- * joined: that run is returned, nothing started.  53400 when no background
- * worker slot is free.
+ * cancels the run.  53400 when snapshot.max_runs runs are under way, or
+ * when no background worker slot is free.
  */
 extern int64 snapshot_run_start(Oid nspid, DateADT date, const char *triggered_by,
-								int64 resume_run_id, bool wait, bool if_missing);
+								int64 resume_run_id, bool wait);
 
 /* Whether run_id's worker is alive (it holds the run's lock). */
 extern bool snapshot_run_is_alive(int64 run_id);

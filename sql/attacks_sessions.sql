@@ -136,7 +136,7 @@ CREATE TEMP TABLE clock (started timestamptz, cancelled timestamptz, ended times
 SELECT dblink_send_query('capture', $$SELECT status FROM snapshot.capture_all_snapshots('2026-03-03', 'cancelled')$$);
 -- the caller waits for its run, whose worker reports its batch once the
 -- portfolios are read; give the valuation of the large ledger time to start
-SELECT ok(pg_temp.wait_for('capture_all_snapshots: waiting for its run', false), 'cancel: the capture is walking');
+SELECT ok(pg_temp.wait_for('capture_all_snapshots: waiting for its run', false), 'cancel: the caller waits for its run');
 SELECT pg_sleep(1.5);
 INSERT INTO clock (cancelled) VALUES (clock_timestamp());
 SELECT is(dblink_cancel_query('capture'), 'OK', 'cancel: the capture is cancelled mid-valuation');

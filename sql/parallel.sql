@@ -179,18 +179,6 @@ SELECT is(dblink_cancel_query('capture'), 'OK', 'the capture is cancelled');
 SET client_min_messages = error;
 SELECT count(*) FROM dblink_get_result('capture', false) AS t(r text);
 SET client_min_messages = warning;
--- wait (at most 30 s) until the run with triggered_by has ended; its status
-CREATE FUNCTION wait_for_run(by text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE s text;
-BEGIN
-    FOR i IN 1 .. 600 LOOP
-        SELECT status || '/' || coalesce(reason, '-') INTO s FROM snapshot.snapshot_runs
-         WHERE triggered_by = by AND status NOT IN ('queued', 'running');
-        IF s IS NOT NULL THEN RETURN s; END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RETURN NULL;
-END $$;
 SELECT ok(wait_for_workers(0) AND
           (SELECT count(*) FROM snapshot.snapshot_runs WHERE triggered_by = 'cancelled') = 0,
           'its workers are gone, and so is its run (two statements in one query: a transaction block, so no run of its own)');

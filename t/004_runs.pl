@@ -203,6 +203,14 @@ $run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-0
 ok($node->poll_query_until('postgres', qq{
 SELECT a.wait_event = 'advisory' FROM snapshot.capture_progress p JOIN pg_stat_activity a ON a.pid = p.worker_pid
  WHERE p.run_id = $run_id}), 'a run of another date waits at the gate');
+my ($rc3, $out3, $err3) = $node->psql('postgres',
+	"SET snapshot.max_runs = 1; SELECT snapshot.start_capture('2026-03-02', 'tap')",
+	extra_params => ['-v', 'VERBOSITY=verbose']);
+like($err3, qr/ERROR:  53400: 1 capture runs are under way, as many as snapshot.max_runs allows/,
+	'runs under way are bounded (snapshot.max_runs), whoever starts them');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-02'"),
+	'0', '... and the refused start records nothing');
 is($node->safe_psql('postgres', "SELECT snapshot.cancel_capture($run_id)"),
 	't', 'cancel_capture cancels it, and returns once it is recorded');
 is($node->safe_psql('postgres',
