@@ -1,5 +1,8 @@
 """Real DAG runs (dag.test) against a real PostgreSQL with the extension and demo
-data, connected as the limited Airflow role from examples/airflow_role.sql."""
+data, connected as the limited Airflow role from examples/airflow_role.sql.
+
+The sensor's poke interval is cut to a second here, and its timeout to two
+minutes, so that no test can hang."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 import pytest
 
-from conftest import AIRFLOW_ROLE, psql
+from conftest import AIRFLOW_ROLE, ROOT, psql
 
 TODAY = datetime.now(timezone.utc).date()
 YESTERDAY = TODAY - timedelta(days=1)
@@ -24,6 +27,9 @@ def airflow_env(clean_runs, monkeypatch, tmp_path):
                        json.dumps({"conn_type": "fs", "extra": {"path": str(alerts)}}))
     import portfolio_daily_snapshot
 
+    sensor = portfolio_daily_snapshot.dag.get_task("wait_for_run")
+    monkeypatch.setattr(sensor, "poke_interval", 1.0)
+    monkeypatch.setattr(sensor, "timeout", 120.0)
     return portfolio_daily_snapshot.dag, alerts
 
 
@@ -31,15 +37,50 @@ def _states(dag_run) -> dict[str, str]:
     return {ti.task_id: str(ti.state) for ti in dag_run.get_task_instances()}
 
 
-def test_the_airflow_role_is_limited(clean_runs) -> None:
-    grants = psql(f"SELECT has_function_privilege('{AIRFLOW_ROLE}', 'snapshot.capture_all_snapshots(date, text)', 'EXECUTE'),"
-                  f" has_table_privilege('{AIRFLOW_ROLE}', 'snapshot.snapshot_runs', 'SELECT'),"
-                  f" has_table_privilege('{AIRFLOW_ROLE}', 'snapshot.snapshot_run_errors', 'SELECT'),"
-                  f" has_table_privilege('{AIRFLOW_ROLE}', 'portfolios', 'SELECT'),"
-                  f" has_table_privilege('{AIRFLOW_ROLE}', 'snapshot.portfolio_snapshots', 'SELECT'),"
-                  f" has_function_privilege('{AIRFLOW_ROLE}', 'snapshot.snapshot_configure(text,text,text,text,text,text,integer,numeric,name[])', 'EXECUTE'),"
-                  f" has_table_privilege('{AIRFLOW_ROLE}', 'snapshot.capture_date_locks', 'SELECT,UPDATE')")
-    assert grants == "t|t|t|f|f|f|f"
+def _privileges() -> dict[str, str]:
+    """Every privilege the role has in the database, through PUBLIC and memberships too."""
+    role = AIRFLOW_ROLE
+    return {
+        "role": psql(f"SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls,"
+                     f" (SELECT count(*) FROM pg_auth_members m WHERE m.member = r.oid)"
+                     f" FROM pg_roles r WHERE rolname = '{role}'"),
+        "database": psql(f"SELECT has_database_privilege('{role}', current_database(), 'CONNECT'),"
+                         f" has_database_privilege('{role}', current_database(), 'CREATE')"),
+        "schemas": psql(f"SELECT string_agg(nspname || ' ' || p, ', ' ORDER BY nspname, p) FROM pg_namespace,"
+                        f" unnest(ARRAY['USAGE', 'CREATE']) AS p"
+                        f" WHERE nspname IN ('snapshot', 'public', 'cron') AND has_schema_privilege('{role}', oid, p)"),
+        "functions": psql(f"SELECT string_agg(p.oid::regprocedure::text, ', ' ORDER BY p.oid::regprocedure::text)"
+                          f" FROM pg_proc p WHERE p.pronamespace IN ('snapshot'::regnamespace, 'public'::regnamespace)"
+                          f" AND has_function_privilege('{role}', p.oid, 'EXECUTE')"),
+        "relations": psql(f"SELECT string_agg(c.oid::regclass::text || ' ' || p, ', ' ORDER BY c.oid::regclass::text, p)"
+                          f" FROM pg_class c, unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE',"
+                          f" 'REFERENCES', 'TRIGGER']) AS p"
+                          f" WHERE c.relnamespace IN ('snapshot'::regnamespace, 'public'::regnamespace)"
+                          f" AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+                          f" AND (has_table_privilege('{role}', c.oid, p)"
+                          f" OR (p IN ('SELECT', 'INSERT', 'UPDATE', 'REFERENCES')"
+                          f" AND has_any_column_privilege('{role}', c.oid, p)))"),
+        "sequences": psql(f"SELECT count(*) FILTER (WHERE CASE WHEN c.relkind = 'S' THEN"
+                          f" has_sequence_privilege('{role}', c.oid, 'USAGE,SELECT,UPDATE') END), count(*)"
+                          f" FROM pg_class c WHERE c.relkind = 'S'"
+                          f" AND c.relnamespace IN ('snapshot'::regnamespace, 'public'::regnamespace)"),
+    }
+
+
+def test_the_airflow_role_has_exactly_what_the_dag_uses(clean_runs) -> None:
+    """examples/airflow_role.sql: start a run, watch it, read it back; nothing else. Run again, it
+    also takes back what its earlier versions granted (capture_all_snapshots, snapshot_run_errors)."""
+    psql(f"GRANT EXECUTE ON FUNCTION snapshot.capture_all_snapshots(date, text) TO {AIRFLOW_ROLE};"
+         f" GRANT SELECT ON snapshot.snapshot_run_errors TO {AIRFLOW_ROLE}")
+    psql(file=ROOT / "examples" / "airflow_role.sql")
+    assert _privileges() == {
+        "role": "f|f|f|f|f|0",
+        "database": "t|f",
+        "schemas": "public USAGE, snapshot USAGE",  # public: PostgreSQL 15's default for every role
+        "functions": "snapshot.capture_progress_rows(), snapshot.start_capture(date,text)",
+        "relations": "snapshot.capture_progress SELECT, snapshot.snapshot_runs SELECT",
+        "sequences": "0|2",
+    }
 
 
 def test_scheduled_run_captures_the_previous_utc_day(airflow_env) -> None:
@@ -77,7 +118,8 @@ def test_broken_portfolio_fails_verification_and_notifies(airflow_env) -> None:
     dag_run = dag.test(run_conf={"snapshot_date": YESTERDAY.isoformat()})
     states = _states(dag_run)
     assert str(dag_run.state) == "failed"
-    assert states["capture_all_snapshots"].endswith("success") and states["verify_run"].endswith("failed"), states
+    assert (states["start_capture"].endswith("success") and states["wait_for_run"].endswith("success")
+            and states["verify_run"].endswith("failed")), states
 
     run_id, status, failed = psql("SELECT run_id, status, failed FROM snapshot.snapshot_runs").split("|")
     assert (status, failed) == ("partial", "1")
@@ -97,7 +139,7 @@ def test_future_conf_date_fails_before_any_sql(airflow_env) -> None:
     dag_run = dag.test(run_conf={"snapshot_date": tomorrow})
     states = _states(dag_run)
     assert str(dag_run.state) == "failed"
-    assert states["resolve_snapshot_date"].endswith("failed") and "success" not in states["capture_all_snapshots"], states
+    assert states["resolve_snapshot_date"].endswith("failed") and "success" not in states["start_capture"], states
     assert psql("SELECT count(*) FROM snapshot.snapshot_runs") == "0"
     message = json.loads(alerts.read_text().splitlines()[0])
     assert message["task_id"] == "resolve_snapshot_date" and "is in the future" in message["exception"]
@@ -129,3 +171,4 @@ def test_the_run_due_at_2026_11_30_midnight_captures_2026_11_29(airflow_env) -> 
     [resolve] = [ti for ti in dag_run.get_task_instances() if ti.task_id == "resolve_snapshot_date"]
     assert resolve.xcom_pull(task_ids="resolve_snapshot_date") == "2026-11-29"
     assert psql("SELECT snapshot_date, triggered_by FROM snapshot.snapshot_runs") == "2026-11-29|airflow"
+
