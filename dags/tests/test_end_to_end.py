@@ -154,6 +154,12 @@ def test_what_the_airflow_role_can_do_to_runs(run_gate) -> None:
                 "SELECT count(*) FROM portfolios"):
         assert "ERROR:  42501: permission denied for" in _refused(sql), sql
     assert psql("SELECT count(*) FROM snapshot.capture_progress") == "4"
+    # a date whose run the owner cancelled, it starts again, as a new run
+    assert psql(f"SELECT snapshot.cancel_capture({run_ids[0]})") == "t"
+    again = psql(f"SELECT snapshot.start_capture('{days[0]}', 'airflow')", user=AIRFLOW_ROLE)
+    assert again != run_ids[0] and run_gate.wait_for_run_at_gate(days[0], 200) == int(again)
+    assert psql(f"SELECT string_agg(run_id || ' ' || status, ', ' ORDER BY run_id) FROM snapshot.snapshot_runs"
+                f" WHERE snapshot_date = '{days[0]}'") == f"{run_ids[0]} cancelled, {again} running"
 
 
 def test_scheduled_run_captures_the_previous_utc_day(airflow_env) -> None:
