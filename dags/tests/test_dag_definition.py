@@ -6,10 +6,12 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.common.sql.operators.sql import SQLExecuteQueryOperator
+from airflow.providers.common.sql.sensors.sql import SqlSensor
 from airflow.sdk import CronTriggerTimetable
 
 import portfolio_daily_snapshot as module
 from snapshot_notifications import send_failure_notification
+from snapshot_run_sensor import PROGRESS_SQL, RUN_SQL, SnapshotRunSensor
 
 from conftest import DAGS
 
@@ -42,11 +44,11 @@ def test_run_guards() -> None:
     dag = module.dag
     assert dag.catchup is False
     assert dag.max_active_runs == 1
-    capture = dag.get_task("capture_all_snapshots")
-    assert capture.retries == 2
-    assert capture.retry_exponential_backoff
-    assert capture.retry_delay == timedelta(minutes=2)
-    assert capture.execution_timeout == timedelta(hours=2)
+    start = dag.get_task("start_capture")
+    assert start.retries == 2
+    assert start.retry_exponential_backoff
+    assert start.retry_delay == timedelta(minutes=2)
+    assert start.execution_timeout == timedelta(hours=2)
     for task in dag.tasks:
         assert task.execution_timeout is not None
         assert send_failure_notification in _callbacks(task.on_failure_callback), task.task_id
@@ -56,21 +58,37 @@ def _callbacks(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def test_capture_is_one_parameterised_call_on_portfolio_db() -> None:
-    capture = module.dag.get_task("capture_all_snapshots")
-    assert isinstance(capture, SQLExecuteQueryOperator)
-    assert capture.conn_id == "portfolio_db"
-    assert "capture_all_snapshots(%(snapshot_date)s::date, 'airflow')" in capture.sql
-    assert set(capture.parameters) == {"snapshot_date"}
+def test_start_is_one_parameterised_call_on_portfolio_db() -> None:
+    start = module.dag.get_task("start_capture")
+    assert isinstance(start, SQLExecuteQueryOperator)
+    assert start.conn_id == "portfolio_db"
+    assert start.sql == "SELECT snapshot.start_capture(%(snapshot_date)s::date, 'airflow')"
+    assert set(start.parameters) == {"snapshot_date"}
     # the resolved date's XCom, passed as an XComArg (which also makes the dependency)
-    date_arg = capture.parameters["snapshot_date"]
+    date_arg = start.parameters["snapshot_date"]
     assert date_arg.operator.task_id == "resolve_snapshot_date" and date_arg.key == "return_value"
+    # its XCom is the run id itself: the first cell of the one statement's one row
+    assert start._output_processor([[(42,)]], [None]) == [42]
+
+
+def test_the_sensor_waits_in_reschedule_mode_on_the_started_run() -> None:
+    wait = module.dag.get_task("wait_for_run")
+    assert isinstance(wait, SnapshotRunSensor) and isinstance(wait, SqlSensor)
+    assert wait.conn_id == "portfolio_db"
+    assert wait.mode == "reschedule" and wait.reschedule
+    assert (wait.poke_interval, wait.timeout) == (60, 2 * 3600)
+    assert wait.execution_timeout == timedelta(minutes=5)
+    assert wait.sql == [PROGRESS_SQL, RUN_SQL]
+    run_arg = wait.parameters["run_id"]
+    assert run_arg.operator.task_id == "start_capture" and run_arg.key == "return_value"
 
 
 def test_tasks_run_in_order() -> None:
     dag = module.dag
-    assert dag.get_task("resolve_snapshot_date").downstream_task_ids == {"capture_all_snapshots"}
-    assert dag.get_task("capture_all_snapshots").downstream_task_ids == {"verify_run"}
+    assert dag.get_task("resolve_snapshot_date").downstream_task_ids == {"start_capture"}
+    assert dag.get_task("start_capture").downstream_task_ids == {"wait_for_run", "verify_run"}
+    assert dag.get_task("wait_for_run").downstream_task_ids == {"verify_run"}
+    assert dag.get_task("verify_run").upstream_task_ids == {"start_capture", "wait_for_run"}
 
 
 def test_connection_id_is_one_setting(monkeypatch) -> None:
@@ -79,7 +97,8 @@ def test_connection_id_is_one_setting(monkeypatch) -> None:
     monkeypatch.setenv("PORTFOLIO_SNAPSHOT_CONN_ID", "other_db")
     try:
         reloaded = importlib.reload(module)
-        assert reloaded.dag.get_task("capture_all_snapshots").conn_id == "other_db"
+        assert reloaded.dag.get_task("start_capture").conn_id == "other_db"
+        assert reloaded.dag.get_task("wait_for_run").conn_id == "other_db"
     finally:
         monkeypatch.delenv("PORTFOLIO_SNAPSHOT_CONN_ID")
         importlib.reload(module)
