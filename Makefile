@@ -6,6 +6,7 @@ MODULE_big = snapshot
 OBJS = snapshot.o \
 	snapshot_run.o \
 	snapshot_leader.o snapshot_worker.o snapshot_performance.o \
+	snapshot_batches.o \
 	snapshot_walk.o snapshot_writer.o \
 	snapshot_reads.o snapshot_source.o \
 	snapshot_row.o \

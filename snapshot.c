@@ -790,8 +790,12 @@ start_capture(PG_FUNCTION_ARGS)
 	claim_transaction_capture(snapshot_date, true);
 	claim_transaction_run();
 	capture_setup(&cap, fcinfo, snapshot_date, false);
+
+	/* the date's active run, even when snapshot.max_runs are under way */
+	run_id = snapshot_run_active(cap.nsp, snapshot_date);
 	SPI_finish();
-	run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, false);
+	if (run_id == 0)
+		run_id = snapshot_run_start(cap.nspid, snapshot_date, triggered_by, 0, false);
 	PG_RETURN_INT64(run_id);
 }
 

@@ -147,6 +147,24 @@ get_cstring(StringInfo msg)
 }
 
 /*
+ * Raise a worker's error or notice (a protocol message 'E' or 'N') in the
+ * leader: a worker's error fails the capture, but never the session.
+ */
+static void
+rethrow_worker_message(StringInfo msg)
+{
+	ErrorData	edata;
+
+	pq_parse_errornotice(msg, &edata);
+	if (edata.elevel > ERROR)
+		edata.elevel = ERROR;
+	edata.context = edata.context
+		? psprintf("%s\nsnapshot valuation worker", edata.context)
+		: pstrdup("snapshot valuation worker");
+	ThrowErrorData(&edata);
+}
+
+/*
  * Act on one message from a worker; true when it says the worker is done.
  * Allocations go to the current (per-message) context.
  */
@@ -203,19 +221,8 @@ receive_message(Walk *walk, int64 *skipped_market, int *workers, char *data, Siz
 			}
 		case 'E':
 		case 'N':
-			{
-				ErrorData	edata;
-
-				/* a worker's error fails the capture, but never the session */
-				pq_parse_errornotice(&msg, &edata);
-				if (edata.elevel > ERROR)
-					edata.elevel = ERROR;
-				edata.context = edata.context
-					? psprintf("%s\nsnapshot valuation worker", edata.context)
-					: pstrdup("snapshot valuation worker");
-				ThrowErrorData(&edata);
-				return false;
-			}
+			rethrow_worker_message(&msg);
+			return false;
 		default:
 			/* other protocol messages (parameter status, say) mean nothing here */
 			return false;
@@ -223,11 +230,13 @@ receive_message(Walk *walk, int64 *skipped_market, int *workers, char *data, Siz
 }
 
 /*
- * Register a worker on the segment; false when no background worker slot is
- * free.  The handle lives in TopTransactionContext, for stop_workers().
+ * Register a worker on the segment, to run function; false when no
+ * background worker slot is free.  The handle lives in cxt, for
+ * stop_workers().
  */
 static bool
-start_worker(dsm_segment *seg, int i, BackgroundWorkerHandle **handle)
+start_worker(dsm_segment *seg, int i, const char *function, MemoryContext cxt,
+			 BackgroundWorkerHandle **handle)
 {
 	BackgroundWorker worker;
 	MemoryContext old;
@@ -238,14 +247,14 @@ start_worker(dsm_segment *seg, int i, BackgroundWorkerHandle **handle)
 	worker.bgw_start_time = BgWorkerStart_ConsistentState;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "snapshot");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "snapshot_valuation_worker");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
 	snprintf(worker.bgw_name, BGW_MAXLEN, "snapshot valuation worker %d for PID %d",
 			 i + 1, MyProcPid);
 	snprintf(worker.bgw_type, BGW_MAXLEN, "snapshot valuation worker");
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 
-	old = MemoryContextSwitchTo(TopTransactionContext);
+	old = MemoryContextSwitchTo(cxt);
 	started = RegisterDynamicBackgroundWorker(&worker, handle);
 	MemoryContextSwitchTo(old);
 	return started;
@@ -266,6 +275,28 @@ all_workers_stopped(const WorkerSet *ws)
 	return true;
 }
 
+/* The segment's ParallelShared: the leader, the date, its settings. */
+static ParallelShared *
+insert_shared(shm_toc *toc, Oid nspid, DateADT date, int nqueues)
+{
+	ParallelShared *shared = shm_toc_allocate(toc, sizeof(ParallelShared));
+
+	memset(shared, 0, sizeof(ParallelShared));
+	shared->dboid = MyDatabaseId;
+	shared->userid = GetUserId();
+	shared->nspid = nspid;
+	shared->leader = MyProc;
+	shared->leader_pid = MyProcPid;
+	shared->snapshot_date = date;
+	shared->nqueues = nqueues;
+	for (int i = 0; i < (int) SNAPSHOT_COPIED_SETTINGS; i++)
+		strlcpy(shared->settings[i], GetConfigOption(snapshot_copied_settings[i], false, false),
+				SNAPSHOT_SETTING_LEN);
+	SpinLockInit(&shared->mutex);
+	shm_toc_insert(toc, SNAPSHOT_KEY_SHARED, shared);
+	return shared;
+}
+
 /*
  * The leader's side of a capture of all (see snapshot_leader.h): split the
  * portfolios into ranges, build the segment, start the workers, and hand
@@ -276,7 +307,7 @@ int
 snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nworkers,
 					   int64 total, Oid nspid)
 {
-	SnapshotRange *ranges = palloc(sizeof(SnapshotRange) * nworkers);
+	SnapshotRange *ranges;
 	Snapshot	snapshot = GetActiveSnapshot();
 	Size		snapshot_size = EstimateSnapshotSpace(snapshot);
 	Size		queue_size;
@@ -296,7 +327,15 @@ snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nw
 	MemoryContext message_cxt;
 	SourceScope all = walk->scope;
 
-	nranges = snapshot_split_ranges(walk->config, &walk->scope.range, total, nworkers, ranges);
+	nranges = snapshot_split_every(walk->config, &walk->scope.range,
+								   (total + nworkers - 1) / nworkers, &ranges);
+	if (nranges > nworkers)
+	{
+		/* total was short: the last worker's range takes in the rest */
+		ranges[nworkers - 1].has_hi = walk->scope.range.has_hi;
+		ranges[nworkers - 1].hi = walk->scope.range.hi;
+		nranges = nworkers;
+	}
 	nworkers = nranges;
 	queue_size = MAXALIGN(Max(Min(SNAPSHOT_QUEUE_MAX, SNAPSHOT_QUEUES_TOTAL / nworkers),
 							  SNAPSHOT_QUEUE_MIN));
@@ -313,20 +352,7 @@ snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nw
 	seg = dsm_create(segsize, 0);
 	toc = shm_toc_create(SNAPSHOT_PARALLEL_MAGIC, dsm_segment_address(seg), segsize);
 
-	shared = shm_toc_allocate(toc, sizeof(ParallelShared));
-	memset(shared, 0, sizeof(ParallelShared));
-	shared->dboid = MyDatabaseId;
-	shared->userid = GetUserId();
-	shared->nspid = nspid;
-	shared->leader = MyProc;
-	shared->leader_pid = MyProcPid;
-	shared->snapshot_date = md->snapshot_date;
-	shared->nqueues = nranges;
-	for (int i = 0; i < (int) SNAPSHOT_COPIED_SETTINGS; i++)
-		strlcpy(shared->settings[i], GetConfigOption(snapshot_copied_settings[i], false, false),
-				SNAPSHOT_SETTING_LEN);
-	SpinLockInit(&shared->mutex);
-	shm_toc_insert(toc, SNAPSHOT_KEY_SHARED, shared);
+	shared = insert_shared(toc, nspid, md->snapshot_date, nranges);
 
 	shared_snapshot = shm_toc_allocate(toc, snapshot_size);
 	SerializeSnapshot(snapshot, shared_snapshot);
@@ -363,7 +389,8 @@ snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nw
 
 	/* workers take queues (and ranges) in the order they attach: the first n */
 	for (int i = 0; i < nworkers; i++)
-		if (start_worker(seg, i, &ws->handles[i]))
+		if (start_worker(seg, i, "snapshot_valuation_worker", TopTransactionContext,
+						 &ws->handles[i]))
 			live++;
 	for (int i = live; i < nworkers; i++)
 	{
@@ -463,4 +490,182 @@ snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market, int nw
 	dsm_detach(seg);
 	MemoryContextDelete(message_cxt);
 	return workers;
+}
+
+/*
+ * Act on what the batch workers' queues hold, without waiting: raise a
+ * worker's error; a queue whose worker has gone, or never attached once
+ * every worker has stopped, is closed.  Returns the queues still open.
+ */
+static int
+poll_batch_queues(shm_mq_handle **queues, int n, const WorkerSet *ws)
+{
+	int			live = 0;
+	bool		stopped = all_workers_stopped(ws);
+
+	for (int i = 0; i < n; i++)
+	{
+		for (;;)
+		{
+			Size		nbytes;
+			void	   *data;
+			shm_mq_result res;
+			StringInfoData msg;
+
+			if (queues[i] == NULL)
+				break;
+			res = shm_mq_receive(queues[i], &nbytes, &data, true);
+			if (res == SHM_MQ_WOULD_BLOCK)
+			{
+				if (stopped && shm_mq_get_sender(shm_mq_get_queue(queues[i])) == NULL)
+				{
+					shm_mq_detach(queues[i]);
+					queues[i] = NULL;
+				}
+				break;
+			}
+			if (res == SHM_MQ_DETACHED)
+			{
+				shm_mq_detach(queues[i]);
+				queues[i] = NULL;
+				break;
+			}
+			msg.data = data;
+			msg.len = (int) nbytes;
+			msg.maxlen = (int) nbytes;
+			msg.cursor = 1;
+			if (nbytes > 0 && (msg.data[0] == 'E' || msg.data[0] == 'N'))
+				rethrow_worker_message(&msg);
+		}
+		if (queues[i] != NULL)
+			live++;
+	}
+	return live;
+}
+
+/* A batch worker's queue carries only its errors and notices. */
+#define SNAPSHOT_BATCH_QUEUE ((Size) 64 * 1024)
+
+/* See snapshot_leader.h. */
+int
+snapshot_run_batches(BatchPlan *local, BatchRunner *br, int nworkers)
+{
+	shm_toc_estimator estimator;
+	Size		plan_size = BatchPlanSize(local->nbatches);
+	Size		segsize;
+	dsm_segment *seg;
+	shm_toc    *toc;
+	ParallelShared *shared;
+	BatchPlan  *plan;
+	WorkerSet  *ws;
+	shm_mq_handle **queues;
+	MemoryContext old;
+	volatile int started = 0;
+	bool		failed = false;
+	int			batch;
+
+	if (nworkers <= 0)
+	{
+		/* alone: the batches commit in order by themselves */
+		while (snapshot_run_next_batch(local, br, &failed))
+			CHECK_FOR_INTERRUPTS();
+		if (!snapshot_batches_committed(local, &batch))
+			elog(ERROR, "snapshot: batch %d of run " INT64_FORMAT " was not committed",
+				 batch + 1, br->run_id);
+		return 0;
+	}
+
+	/* everything here outlives the batches' transactions */
+	old = MemoryContextSwitchTo(br->cxt);
+	shm_toc_initialize_estimator(&estimator);
+	shm_toc_estimate_chunk(&estimator, sizeof(ParallelShared));
+	shm_toc_estimate_chunk(&estimator, plan_size);
+	for (int i = 0; i < nworkers; i++)
+		shm_toc_estimate_chunk(&estimator, SNAPSHOT_BATCH_QUEUE);
+	shm_toc_estimate_keys(&estimator, 2 + nworkers);
+	segsize = shm_toc_estimate(&estimator);
+	seg = dsm_create(segsize, 0);
+	dsm_pin_mapping(seg);
+	toc = shm_toc_create(SNAPSHOT_PARALLEL_MAGIC, dsm_segment_address(seg), segsize);
+
+	shared = insert_shared(toc, br->nspid, br->snapshot_date, nworkers);
+	shared->run_id = br->run_id;
+	strlcpy(shared->triggered_by, br->triggered_by, sizeof(shared->triggered_by));
+	plan = shm_toc_allocate(toc, plan_size);
+	memcpy(plan, local, plan_size);
+	SpinLockInit(&plan->mutex);
+	shm_toc_insert(toc, SNAPSHOT_KEY_BATCHES, plan);
+
+	queues = palloc0(sizeof(shm_mq_handle *) * nworkers);
+	for (int i = 0; i < nworkers; i++)
+	{
+		shm_mq	   *mq = shm_mq_create(shm_toc_allocate(toc, SNAPSHOT_BATCH_QUEUE),
+									   SNAPSHOT_BATCH_QUEUE);
+
+		shm_mq_set_receiver(mq, MyProc);
+		shm_toc_insert(toc, SNAPSHOT_KEY_QUEUE + i, mq);
+		queues[i] = shm_mq_attach(mq, seg, NULL);
+	}
+	ws = palloc0(offsetof(WorkerSet, handles) + sizeof(BackgroundWorkerHandle *) * nworkers);
+	ws->n = nworkers;
+	on_dsm_detach(seg, stop_workers, PointerGetDatum(ws));
+	MemoryContextSwitchTo(old);
+
+	PG_TRY();
+	{
+		for (int i = 0; i < nworkers; i++)
+			if (start_worker(seg, i, "snapshot_batch_worker", br->cxt, &ws->handles[i]))
+				started++;
+
+		/* the run's worker takes batches too, and hears the workers between them */
+		while (!failed && snapshot_run_next_batch(plan, br, &failed))
+		{
+			CHECK_FOR_INTERRUPTS();
+			(void) poll_batch_queues(queues, nworkers, ws);
+		}
+
+		/* the workers' last batches */
+		pgstat_report_activity(STATE_RUNNING, "snapshot capture run: waiting for its valuation workers");
+		while (poll_batch_queues(queues, nworkers, ws) > 0)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		for (int i = 0; i < ws->n; i++)
+			if (ws->handles[i] != NULL)
+				(void) WaitForBackgroundWorkerShutdown(ws->handles[i]);
+
+		/* a worker that failed said why on its queue, raised above */
+		if (!snapshot_batches_committed(plan, &batch))
+			ereport(ERROR,
+					errcode(ERRCODE_INTERNAL_ERROR),
+					errmsg("batch %d of %d of run " INT64_FORMAT " was not committed",
+						   batch + 1, plan->nbatches, br->run_id),
+					errhint("The server log may say why."));
+	}
+	PG_CATCH();
+	{
+		/*
+		 * No batch may commit after the run's end is recorded: the workers
+		 * are stopped, and waited for, before the error goes on.
+		 */
+		HOLD_INTERRUPTS();
+		for (int i = 0; i < ws->n; i++)
+			if (ws->handles[i] != NULL)
+			{
+				TerminateBackgroundWorker(ws->handles[i]);
+				(void) WaitForBackgroundWorkerShutdown(ws->handles[i]);
+			}
+		ws->n = 0;
+		dsm_detach(seg);
+		RESUME_INTERRUPTS();
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+
+	ws->n = 0;
+	dsm_detach(seg);
+	return started;
 }

@@ -9,6 +9,7 @@
 #ifndef SNAPSHOT_LEADER_H
 #define SNAPSHOT_LEADER_H
 
+#include "snapshot_batches.h"
 #include "snapshot_walk.h"
 
 extern void snapshot_leader_init(void);
@@ -32,5 +33,14 @@ extern int	snapshot_parallel_workers(const SnapshotConfig *config, int64 total,
  */
 extern int	snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_market,
 								   int nworkers, int64 total, Oid nspid);
+
+/*
+ * Run the batches of a run's plan, outside any transaction: with nworkers
+ * batch workers (snapshot_batch_worker) beside the calling run worker,
+ * which takes batches too, or alone.  The first error of a worker is
+ * raised; on any error the workers are stopped, and waited for, first.
+ * Returns the number of workers started.
+ */
+extern int	snapshot_run_batches(BatchPlan *plan, BatchRunner *br, int nworkers);
 
 #endif							/* SNAPSHOT_LEADER_H */

@@ -13,6 +13,12 @@
  *	SNAPSHOT_KEY_RANGES		SnapshotRange[nranges]
  *	SNAPSHOT_KEY_QUEUE + i	the queue of the i'th worker to attach
  *
+ * A run's worker shares with its valuation workers (snapshot_batch_worker)
+ * a segment of the same magic with SNAPSHOT_KEY_SHARED (run_id set), the
+ * BatchPlan under SNAPSHOT_KEY_BATCHES, and a queue per worker, which
+ * carries only the worker's errors: the batches are committed by whoever
+ * takes them (snapshot_batches.c).
+ *
  * A worker takes the next queue under the mutex, and walks the range of
  * portfolio ids of the same number, so no worker index travels in the
  * worker's registration; the ranges of queues no worker took, the leader
@@ -40,6 +46,7 @@
 #define SNAPSHOT_KEY_SHARED			UINT64CONST(0x5350000000000001)
 #define SNAPSHOT_KEY_SNAPSHOT		UINT64CONST(0x5350000000000002)
 #define SNAPSHOT_KEY_RANGES			UINT64CONST(0x5350000000000003)
+#define SNAPSHOT_KEY_BATCHES		UINT64CONST(0x5350000000000004)
 #define SNAPSHOT_KEY_QUEUE			UINT64CONST(0x5350000000001000)
 
 #define SNAPSHOT_MSG_ROW		'r'
@@ -62,14 +69,17 @@ typedef struct ParallelShared
 	PGPROC	   *leader;
 	int			leader_pid;
 	DateADT		snapshot_date;
-	int			nqueues;		/* = the number of ranges */
+	int			nqueues;		/* = the number of ranges, or of batch workers */
+	int64		run_id;			/* a run's batches: the run; else 0 */
+	char		triggered_by[256];	/* a run's batches: who started it */
 	char		settings[SNAPSHOT_COPIED_SETTINGS][SNAPSHOT_SETTING_LEN];
 
 	slock_t		mutex;			/* protects queues_taken */
 	int			queues_taken;	/* queues (and ranges) workers took */
 } ParallelShared;
 
-/* The valuation worker's main function (snapshot_worker.c), started by name. */
+/* The valuation workers' main functions (snapshot_worker.c), started by name. */
 extern PGDLLEXPORT void snapshot_valuation_worker(Datum main_arg);
+extern PGDLLEXPORT void snapshot_batch_worker(Datum main_arg);
 
 #endif							/* SNAPSHOT_PARALLEL_H */

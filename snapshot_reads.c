@@ -167,6 +167,7 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 			continue;
 		}
 		a = hash_search(md->assets, DatumGetUUIDP(id), HASH_ENTER, NULL);
+		a->id_text = DatumGetCString(DirectFunctionCall1(uuid_out, id));
 		a->symbol = SPI_getvalue(tup, desc, 2);
 		if (a->symbol == NULL)
 			a->symbol = "";
@@ -210,6 +211,7 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 		if (a == NULL)
 			continue;
 		a->price_date = DatumGetDateADT(date);
+		a->price_date_iso = snapshot_date_iso(a->price_date);
 		a->has_price = true;
 		a->close = amount_of(DatumGetNumericCopy(close));
 		a->close_rounded = amount_numeric(amount_round(a->close));
@@ -527,58 +529,49 @@ snapshot_count_portfolios(const SnapshotConfig *config, const SnapshotRange *wit
 }
 
 /* See snapshot_reads.h. */
-bool
-snapshot_nth_portfolio(const SnapshotConfig *config, const SnapshotRange *within, int64 n,
-					   pg_uuid_t *id)
+int
+snapshot_split_every(const SnapshotConfig *config, const SnapshotRange *within, int64 every,
+					 SnapshotRange **ranges)
 {
 	Oid			types[3] = {INT8OID};
 	Datum		values[3];
 	int			nargs = 1;
 	char	   *filter;
-	bool		isnull;
-	Datum		d;
+	SnapshotRange *out;
+	int			n = 1;
 
-	values[0] = Int64GetDatum(n);
+	/* the ids at positions every + 1, 2 * every + 1, ... in one ordered pass */
+	values[0] = Int64GetDatum(Max(every, 1));
 	filter = range_filter(within, types, values, &nargs);
 	snapshot_source_query(config->owner,
-						  psprintf("SELECT p.id::pg_catalog.uuid FROM %s p WHERE p.id IS NOT NULL%s"
-								   " ORDER BY p.id::pg_catalog.uuid OFFSET $1 LIMIT 1",
+						  psprintf("SELECT s.id FROM (SELECT p.id::pg_catalog.uuid AS id,"
+								   " pg_catalog.row_number() OVER (ORDER BY p.id::pg_catalog.uuid) AS n"
+								   " FROM %s p WHERE p.id IS NOT NULL%s) s"
+								   " WHERE s.n OPERATOR(pg_catalog.>) $1"
+								   " AND (s.n OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.%%) $1"
+								   " OPERATOR(pg_catalog.=) 0 ORDER BY s.n",
 								   config->names[SOURCE_PORTFOLIOS], filter),
-						  nargs, types, values, 1);
-	if (SPI_processed == 0)
-		return false;
-	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	if (isnull)
-		return false;
-	*id = *DatumGetUUIDP(d);
-	return true;
-}
+						  nargs, types, values, 0);
 
-/* See snapshot_reads.h. */
-int
-snapshot_split_ranges(const SnapshotConfig *config, const SnapshotRange *within, int64 total,
-					  int n, SnapshotRange *ranges)
-{
-	int			nranges = 1;
-
-	memset(ranges, 0, sizeof(SnapshotRange) * n);
-	ranges[0] = *within;
-	for (int i = 1; i < n; i++)
+	out = palloc0(sizeof(SnapshotRange) * (SPI_processed + 1));
+	out[0] = *within;
+	for (uint64 i = 0; i < SPI_processed; i++)
 	{
-		pg_uuid_t	bound;
+		bool		isnull;
+		pg_uuid_t  *bound = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
+													   SPI_tuptable->tupdesc, 1, &isnull));
 
-		if (!snapshot_nth_portfolio(config, within, total * i / n, &bound))
-			break;
-		if (ranges[nranges - 1].has_lo &&
-			memcmp(ranges[nranges - 1].lo.data, bound.data, UUID_LEN) == 0)
+		/* an id listed more than every times is one bound */
+		if (out[n - 1].has_lo && memcmp(out[n - 1].lo.data, bound->data, UUID_LEN) == 0)
 			continue;
-		ranges[nranges - 1].has_hi = true;
-		ranges[nranges - 1].hi = bound;
-		ranges[nranges].has_lo = true;
-		ranges[nranges].lo = bound;
-		ranges[nranges].has_hi = within->has_hi;
-		ranges[nranges].hi = within->hi;
-		nranges++;
+		out[n - 1].has_hi = true;
+		out[n - 1].hi = *bound;
+		out[n].has_lo = true;
+		out[n].lo = *bound;
+		out[n].has_hi = within->has_hi;
+		out[n].hi = within->hi;
+		n++;
 	}
-	return nranges;
+	*ranges = out;
+	return n;
 }

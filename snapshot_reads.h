@@ -64,17 +64,13 @@ extern void snapshot_read_market_data(const SnapshotConfig *config, const Source
 /* The number of portfolios with an id (within a range, unless NULL). */
 extern int64 snapshot_count_portfolios(const SnapshotConfig *config, const SnapshotRange *within);
 
-/* The id of the portfolio n places (from 0) into a range; false past its end. */
-extern bool snapshot_nth_portfolio(const SnapshotConfig *config, const SnapshotRange *within,
-								   int64 n, pg_uuid_t *id);
-
 /*
- * Split the portfolio ids of a range, which holds about total of them, into
- * at most n ranges of about total / n each, at ids found by offset; returns
- * the number of ranges.
+ * Split the portfolio ids of a range into consecutive ranges of every
+ * portfolios (the last may hold fewer, and takes in the range's end) in one
+ * ordered pass; returns their number, and the ranges palloc'd in *ranges.
  */
-extern int	snapshot_split_ranges(const SnapshotConfig *config, const SnapshotRange *within,
-								  int64 total, int n, SnapshotRange *ranges);
+extern int	snapshot_split_every(const SnapshotConfig *config, const SnapshotRange *within,
+								 int64 every, SnapshotRange **ranges);
 
 /*
  * An ordered, read-only cursor over the sources, read in batches as their

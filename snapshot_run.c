@@ -63,6 +63,7 @@
 #include "utils/timeout.h"
 #include "utils/wait_event.h"
 
+#include "snapshot_batches.h"
 #include "snapshot_leader.h"
 #include "snapshot_run.h"
 #include "snapshot_walk.h"
@@ -231,6 +232,19 @@ active_runs(const char *nsp, const DateADT *date, bool lock_rows, uint64 *n)
 	}
 	SPI_freetuptable(SPI_tuptable);
 	return runs;
+}
+
+/* See snapshot_run.h. */
+int64
+snapshot_run_active(const char *nsp, DateADT date)
+{
+	uint64		n;
+	int64	   *runs = active_runs(nsp, &date, false, &n);
+
+	for (uint64 i = 0; i < n; i++)
+		if (snapshot_run_is_alive(runs[i]))
+			return runs[i];
+	return 0;
 }
 
 /* See snapshot_run.h. */
@@ -619,10 +633,8 @@ typedef struct RunWork
 	bool		has_last;		/* last: the last committed portfolio */
 	pg_uuid_t	last;
 	bool		counted;		/* total (and market-data skips) recorded */
-	MemoryContext run_cxt;		/* the market data, for the whole run */
-	MarketData	md;
-	bool		md_loaded;
-	int			workers;		/* valuation workers of its largest batch */
+	MemoryContext run_cxt;		/* the plan and the market data, for the run */
+	BatchRunner br;				/* the run's worker's own batches */
 } RunWork;
 
 /*
@@ -774,138 +786,84 @@ begin_run(RunWork *rw)
 }
 
 /*
- * One batch, in a transaction of its own: up to commit_every portfolios
- * after the last committed one, written, and the run's progress with them.
- * Returns whether portfolios may remain.
+ * The plan of one attempt at the run, in a transaction of its own: lock the
+ * sources, count the portfolios (once per run), read the market data,
+ * split the portfolios after the last committed one into batches, and
+ * record the run as running.  Returns the number of valuation workers to
+ * start; *plan is allocated in the run's context.
  */
-static bool
-run_batch(RunWork *rw)
+static int
+plan_run(RunWork *rw, BatchPlan **plan)
 {
 	SnapshotConfig config;
-	SnapshotWriter writer;
-	Walk		walk;
-	Datum		metadata;
-	int64		skipped_market = 0;
-	bool		more = true;
-	char		activity[128];
-	Oid			types[8] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, UUIDOID, INT8OID, INT4OID};
-	Datum		values[8];
-	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', 'n', ' '};
+	SnapshotRange after;
+	SnapshotRange *ranges;
+	int64		remaining;
+	int64		every = rw->shared->commit_every;
+	int64		skipped_market;
+	int			nworkers;
+	int			n;
+	Oid			types[4] = {INT8OID, INT8OID, INT8OID, INT4OID};
+	Datum		values[4];
+	char		nulls[4] = {' ', 'n', ' ', ' '};
 
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "snapshot: SPI_connect failed");
-
-	/*
-	 * The sources are locked before the batch's snapshot is taken, as a
-	 * capture of all does: a table rewritten (ALTER TABLE) just before
-	 * would look empty to a snapshot taken before the rewrite committed.
-	 */
 	PushActiveSnapshot(GetTransactionSnapshot());
 	snapshot_load_config(&config, rw->nspid, rw->nsp, true);
 	PopActiveSnapshot();
 	PushActiveSnapshot(GetTransactionSnapshot());
 
-	memset(&walk, 0, sizeof(walk));
-	if (!rw->md_loaded)
-	{
-		MemoryContext old = MemoryContextSwitchTo(rw->run_cxt);
-		SourceScope all;
-
-		memset(&all, 0, sizeof(all));
-		memset(&rw->md, 0, sizeof(rw->md));
-		rw->md.cxt = rw->run_cxt;
-		rw->md.snapshot_date = rw->date;
-		rw->md.rules = config.rules;
-		rw->md.rules.quantity_tolerance = DatumGetNumericCopy(NumericGetDatum(config.rules.quantity_tolerance));
-		rw->md.rules.tolerance = amount_of(rw->md.rules.quantity_tolerance);
-		snapshot_read_market_data(&config, &all, &rw->md, &skipped_market);
-		MemoryContextSwitchTo(old);
-		rw->md_loaded = true;
-	}
+	skipped_market = snapshot_batch_load_market_data(&rw->br, &config);
 	if (!rw->counted)
 	{
-		values[6] = Int64GetDatum(snapshot_count_portfolios(&config, NULL));
-		nulls[6] = ' ';
+		values[1] = Int64GetDatum(snapshot_count_portfolios(&config, NULL));
+		nulls[1] = ' ';
 	}
 	else
-		skipped_market = 0;		/* recorded by the batch that counted */
-
-	metadata = snapshot_build_metadata(rw->shared->triggered_by, config.cost_method_name,
-									   &config.rules, rw->run_id);
+		skipped_market = 0;		/* recorded by the attempt that counted */
 	snapshot_ensure_partitions(rw->nspid, rw->nsp, rw->date);
-	snapshot_writer_begin(&writer, rw->nsp, rw->date, rw->run_id, metadata, -1);
 
-	walk.config = &config;
-	walk.md = &rw->md;
-	walk.sink = &writer.sink;
-	walk.batch_size = rw->shared->batch_size;
-	walk.limit = rw->shared->commit_every;
-	if (rw->has_last &&
-		!(walk.scope.range.has_lo = uuid_successor(&rw->last, &walk.scope.range.lo)))
-		more = false;			/* the largest id was the last */
-	if (more)
+	memset(&after, 0, sizeof(after));
+	if (rw->has_last)
+		after.has_lo = uuid_successor(&rw->last, &after.lo);
+	if (rw->has_last && !after.has_lo)
+		remaining = 0;			/* the largest id was the last */
+	else
+		remaining = snapshot_count_portfolios(&config, &after);
+
+	/*
+	 * With valuation workers, every process gets several batches, so that
+	 * none waits long for the others at the end.
+	 */
+	nworkers = snapshot_parallel_workers(&config, remaining, false);
+	if (nworkers > 0)
+		every = Min(every, (remaining + 4 * (nworkers + 1) - 1) / (4 * (nworkers + 1)));
+	if (remaining == 0)
 	{
-		pg_uuid_t	last_in_batch;
-		int64		count = rw->shared->commit_every;
-		int			nworkers;
-
-		snprintf(activity, sizeof(activity), "snapshot capture run " INT64_FORMAT ": a batch of %d",
-				 rw->run_id, rw->shared->commit_every);
-		pgstat_report_activity(STATE_RUNNING, activity);
-
-		/*
-		 * A batch worth valuation workers is the range up to its last
-		 * portfolio, split among them as a capture of all splits all.
-		 */
-		nworkers = snapshot_parallel_workers(&config, count, false);
-		if (nworkers > 0)
-		{
-			more = snapshot_nth_portfolio(&config, &walk.scope.range, count - 1, &last_in_batch);
-			if (more)
-				walk.scope.range.has_hi = uuid_successor(&last_in_batch, &walk.scope.range.hi);
-			else
-				count = snapshot_count_portfolios(&config, &walk.scope.range);
-			walk.limit = 0;
-			nworkers = snapshot_walk_parallel(&walk, &rw->md, &skipped_market, nworkers,
-											  count, rw->nspid);
-			rw->workers = Max(rw->workers, nworkers);
-			more = more && walk.scope.range.has_hi;
-		}
-		else
-		{
-			snapshot_walk(&walk);
-			more = walk.walked >= walk.limit;
-		}
-		snapshot_writer_flush(&writer);
+		n = 0;
+		ranges = NULL;
 	}
+	else
+		n = snapshot_split_every(&config, &after, Max(every, 1), &ranges);
+	*plan = MemoryContextAlloc(rw->run_cxt, BatchPlanSize(n));
+	snapshot_batch_plan_init(*plan, ranges, n);
 
 	values[0] = Int64GetDatum(rw->run_id);
-	values[1] = Int64GetDatum(walk.walked);
-	values[2] = Int64GetDatum(writer.captured);
-	values[3] = Int64GetDatum(writer.failed);
-	values[4] = Int64GetDatum(walk.skipped + skipped_market);
-	if (walk.walked > 0)
-	{
-		rw->last = walk.last_id;
-		rw->has_last = true;
-	}
-	values[5] = UUIDPGetDatum(&rw->last);
-	nulls[5] = rw->has_last ? ' ' : 'n';
-	values[7] = Int32GetDatum(rw->workers);
+	values[2] = Int64GetDatum(skipped_market);
+	values[3] = Int32GetDatum(nworkers);
 	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'running', reason = NULL,"
-							  " portfolios = portfolios + $2, captured = captured + $3,"
-							  " failed = failed + $4, skipped_rows = skipped_rows + $5,"
-							  " last_portfolio_id = $6, total = coalesce($7, total),"
-							  " workers = GREATEST(workers, $8),"
+							  " total = coalesce($2, total), skipped_rows = skipped_rows + $3,"
+							  " workers = GREATEST(workers, $4),"
 							  " updated_at = pg_catalog.clock_timestamp()"
 							  " WHERE run_id OPERATOR(pg_catalog.=) $1", rw->nsp),
-					 8, types, values, nulls, false, SPI_OK_UPDATE);
+					 4, types, values, nulls, false, SPI_OK_UPDATE);
 	rw->counted = true;
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
-	return more;
+	return nworkers;
 }
 
 /* The run's last transaction: its final status from its counts. */
@@ -1018,8 +976,18 @@ snapshot_run_worker(Datum main_arg)
 		report_state(shared, RUN_STARTED);
 		if (!shared->joined)
 		{
-			while (run_batch(&rw))
-				CHECK_FOR_INTERRUPTS();
+			BatchPlan  *plan;
+			int			nworkers;
+
+			rw.br.nspid = rw.nspid;
+			rw.br.nsp = rw.nsp;
+			rw.br.snapshot_date = rw.date;
+			rw.br.run_id = rw.run_id;
+			rw.br.triggered_by = shared->triggered_by;
+			rw.br.batch_size = shared->batch_size;
+			rw.br.cxt = rw.run_cxt;
+			nworkers = plan_run(&rw, &plan);
+			(void) snapshot_run_batches(plan, &rw.br, nworkers);
 			finish_run(&rw);
 		}
 	}

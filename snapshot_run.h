@@ -38,6 +38,12 @@ extern int64 snapshot_run_start(Oid nspid, DateADT date, const char *triggered_b
 extern bool snapshot_run_is_alive(int64 run_id);
 
 /*
+ * The id of date's active run whose worker is alive, or 0.  Runs inside
+ * SPI.
+ */
+extern int64 snapshot_run_active(const char *nsp, DateADT date);
+
+/*
  * Record as failed/interrupted every queued or running run whose worker is
  * gone; returns how many.  Runs inside SPI.
  */

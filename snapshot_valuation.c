@@ -59,7 +59,7 @@ typedef struct ValuedPosition
 	Position   *pos;
 	Amount		price;
 	Numeric		price_rounded;	/* ... as the positions array shows it */
-	DateADT		price_date;
+	const char *price_date;		/* ISO */
 	const char *price_source;
 	Amount		fx_rate;
 	Numeric		fx_rate_rounded;
@@ -902,7 +902,7 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 	{
 		vp->price = asset->close;
 		vp->price_rounded = asset->close_rounded;
-		vp->price_date = asset->price_date;
+		vp->price_date = asset->price_date_iso;
 		if (md->snapshot_date - asset->price_date > md->rules.stale_after_days)
 		{
 			vp->price_source = "stale";
@@ -915,7 +915,7 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 	{
 		vp->price = pos->trade_price;
 		vp->price_rounded = n_stored(vp->price);
-		vp->price_date = pos->trade_date;
+		vp->price_date = snapshot_date_iso(pos->trade_date);
 		vp->price_source = "last_trade";
 		out->ints[SNAP_MISSING_PRICES]++;
 	}
@@ -1018,11 +1018,11 @@ positions_jsonb(ValuedPosition *vps, const PositionOrder *order, int n)
 			[POS_PRICE] = vp->price_rounded,
 			[POS_SYMBOL] = vp->pos->asset->symbol,
 			[POS_FX_RATE] = vp->fx_rate_rounded,
-			[POS_ASSET_ID] = uuid_text(&vp->pos->asset_id),
+			[POS_ASSET_ID] = vp->pos->asset->id_text,
 			[POS_CURRENCY] = vp->pos->asset->currency,
 			[POS_QUANTITY] = n_stored(vp->pos->quantity),
 			[POS_COST_BASIS] = n_stored(vp->pos->cost),
-			[POS_PRICE_DATE] = snapshot_date_iso(vp->price_date),
+			[POS_PRICE_DATE] = vp->price_date,
 			[POS_MARKET_VALUE] = n_stored(vp->market_value),
 			[POS_PRICE_SOURCE] = vp->price_source,
 		};

@@ -90,6 +90,7 @@ typedef struct PortfolioLedger
 typedef struct AssetInfo
 {
 	pg_uuid_t	asset_id;		/* hash key */
+	char	   *id_text;		/* asset_id as the positions array shows it */
 	char	   *symbol;
 	char	   *currency;		/* NULL when SQL NULL */
 	int			currency_id;	/* its id among the FX currencies, or -1 */
@@ -98,6 +99,7 @@ typedef struct AssetInfo
 	Amount		close;			/* the latest close, when has_price */
 	Numeric		close_rounded;	/* ... to SNAPSHOT_SCALE places */
 	DateADT		price_date;
+	char	   *price_date_iso;	/* ... as the positions array shows it */
 } AssetInfo;
 
 /* A currency of the FX table, numbered from 0. */

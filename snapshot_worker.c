@@ -7,6 +7,9 @@
  *	  leader's snapshot, and sends every result to the leader through its
  *	  sink, the queue.
  *
+ * A batch worker of a run (snapshot_batch_worker) instead takes the run's
+ * batches and commits each itself (snapshot_batches.c).
+ *
  * See snapshot_parallel.h for the segment and the messages, and
  * snapshot_leader.c for when workers are used.
  *
@@ -31,6 +34,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "snapshot_batches.h"
 #include "snapshot_parallel.h"
 #include "snapshot_walk.h"
 #include "snapshot_writer.h"
@@ -195,6 +199,77 @@ snapshot_valuation_worker(Datum main_arg)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	dsm_detach(seg);
+	proc_exit(0);
+}
+
+/*
+ * A batch worker of a run (snapshot_run.c): attach to the run worker's
+ * segment, take a queue for its errors, connect as the run's user with the
+ * run's settings, and take and commit the run's batches
+ * (snapshot_batches.c) until none remains, or an earlier batch failed: its
+ * process said why.
+ */
+void
+snapshot_batch_worker(Datum main_arg)
+{
+	dsm_segment *seg;
+	shm_toc    *toc;
+	ParallelShared *shared;
+	BatchPlan  *plan;
+	int			slot;
+	shm_mq	   *mq;
+	shm_mq_handle *queue;
+	BatchRunner br;
+	bool		failed;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+
+	seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("could not map the run's dynamic shared memory segment"));
+	toc = shm_toc_attach(SNAPSHOT_PARALLEL_MAGIC, dsm_segment_address(seg));
+	if (toc == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("the run's shared memory segment has the wrong magic number"));
+	shared = shm_toc_lookup(toc, SNAPSHOT_KEY_SHARED, false);
+	SpinLockAcquire(&shared->mutex);
+	slot = shared->queues_taken < shared->nqueues ? shared->queues_taken++ : -1;
+	SpinLockRelease(&shared->mutex);
+	if (slot < 0)
+		proc_exit(0);
+	mq = shm_toc_lookup(toc, SNAPSHOT_KEY_QUEUE + slot, false);
+	shm_mq_set_sender(mq, MyProc);
+	queue = shm_mq_attach(mq, seg, NULL);
+	pq_redirect_to_shm_mq(seg, queue);
+	plan = shm_toc_lookup(toc, SNAPSHOT_KEY_BATCHES, false);
+
+	BackgroundWorkerInitializeConnectionByOid(shared->dboid, shared->userid,
+											  BGWORKER_BYPASS_ALLOWCONN);
+	memset(&br, 0, sizeof(br));
+	br.cxt = AllocSetContextCreate(TopMemoryContext, "snapshot run batches",
+								   ALLOCSET_DEFAULT_SIZES);
+	StartTransactionCommand();
+	for (int i = 0; i < (int) SNAPSHOT_COPIED_SETTINGS; i++)
+		SetConfigOption(snapshot_copied_settings[i], shared->settings[i], PGC_SUSET,
+						PGC_S_SESSION);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	br.nspid = shared->nspid;
+	br.nsp = MemoryContextStrdup(br.cxt, quote_identifier(get_namespace_name(shared->nspid)));
+	CommitTransactionCommand();
+	br.snapshot_date = shared->snapshot_date;
+	br.run_id = shared->run_id;
+	br.triggered_by = shared->triggered_by;
+	br.batch_size = snapshot_batch_size;
+
+	while (snapshot_run_next_batch(plan, &br, &failed))
+		CHECK_FOR_INTERRUPTS();
+
 	pgstat_report_activity(STATE_IDLE, NULL);
 	dsm_detach(seg);
 	proc_exit(0);

@@ -9,6 +9,7 @@ LAYERS=(
     "snapshot.o"                                            # entry points, settings, runs
     "snapshot_run.o"                                        # runs that own themselves: their worker
     "snapshot_leader.o snapshot_worker.o snapshot_performance.o"  # valuation workers; returns
+    "snapshot_batches.o"                                    # a run's batches, committed in order
     "snapshot_walk.o snapshot_writer.o"                     # the ordered walk; the caller's sink
     "snapshot_reads.o"                                      # every read and its SQL
     "snapshot_source.o"                                     # checks, owner's rights, cursors
@@ -53,7 +54,7 @@ done
 exports=$(nm -D --defined-only snapshot.so | awk '{print $3}')
 for sym in $exports; do
     case $sym in
-        Pg_magic_func|_PG_init|snapshot_valuation_worker|snapshot_run_worker) ;;
+        Pg_magic_func|_PG_init|snapshot_valuation_worker|snapshot_batch_worker|snapshot_run_worker) ;;
         pg_finfo_*) ;;
         *) echo "$exports" | grep -qx "pg_finfo_$sym" || { echo "check_layers: snapshot.so exports $sym" >&2; bad=1; } ;;
     esac

@@ -32,7 +32,7 @@ BEGIN
     END IF;
     IF EXISTS (SELECT FROM public.gate g WHERE g.portfolio_id = id AND g.leader_pid <> pg_catalog.pg_backend_pid())
        AND (SELECT a.query FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid())
-           LIKE 'snapshot capture run %: a batch%' THEN
+           LIKE 'snapshot capture run %: batch %' THEN
         PERFORM pg_catalog.pg_advisory_lock_shared(4242);
         PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
     END IF;
@@ -211,6 +211,9 @@ like($err3, qr/ERROR:  53400: 1 capture runs are under way, as many as snapshot.
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-02'"),
 	'0', '... and the refused start records nothing');
+is($node->safe_psql('postgres',
+		"SET snapshot.max_runs = 1; SELECT snapshot.start_capture('2026-03-04', 'tap')"),
+	$run_id, '... but a start of a date under way returns its run, at the limit too');
 is($node->safe_psql('postgres', "SELECT snapshot.cancel_capture($run_id)"),
 	't', 'cancel_capture cancels it, and returns once it is recorded');
 is($node->safe_psql('postgres',
@@ -263,9 +266,116 @@ $run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-0
 ok(wait_for_end($run_id), 'a run with valuation workers ends');
 is(run_row($run_id) . '|' . $node->safe_psql('postgres', "SELECT workers FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
 	'succeeded|-|400|400|0|400|' . portfolio_id(400) . '|2',
-	'each batch of 100 split between two valuation workers, every portfolio once');
+	'batches taken and committed by the run\'s worker and two valuation workers, every portfolio once');
 is($node->safe_psql('postgres', $figures), $reference,
 	'with exactly the figures of a capture without them');
+
+# a valuation worker killed half-way.  Past portfolio 200 the run's own
+# worker waits (advisory lock 4244), and so does the first valuation worker
+# there (4242; 4243 marks it): the batches before theirs commit, those after
+# wait for them, since batches commit in order
+$node->safe_psql('postgres', q{
+CREATE OR REPLACE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+    kind text := (SELECT a.backend_type FROM pg_catalog.pg_stat_activity a
+                   WHERE a.pid = pg_catalog.pg_backend_pid() AND a.query LIKE 'snapshot capture run %: batch %');
+BEGIN
+    IF EXISTS (SELECT FROM public.gate g WHERE id >= g.portfolio_id AND g.leader_pid <> pg_catalog.pg_backend_pid()) THEN
+        IF kind = 'snapshot capture run' THEN
+            PERFORM pg_catalog.pg_advisory_lock_shared(4244);
+            PERFORM pg_catalog.pg_advisory_unlock_shared(4244);
+        ELSIF kind = 'snapshot valuation worker' THEN
+            IF pg_catalog.pg_try_advisory_lock(4243) THEN
+                PERFORM pg_catalog.pg_advisory_lock_shared(4242);
+                PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
+            END IF;
+        END IF;
+    END IF;
+    RETURN true;
+END $$;
+ALTER DATABASE postgres SET snapshot.portfolios_per_worker = 25;});
+
+# every portfolio the run row counts is stored, and none beyond
+my $committed_prefix = q{
+SELECT r.portfolios = (SELECT count(*) FROM snapshot.portfolio_snapshots s
+                        WHERE s.snapshot_date = r.snapshot_date AND s.run_id = r.run_id)
+       AND r.portfolios = (SELECT count(*) FROM portfolios p WHERE p.id <= r.last_portfolio_id)
+  FROM snapshot.snapshot_runs r WHERE r.run_id = };
+
+sub stopped_valuation_worker
+{
+	my $pid;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'snapshot valuation worker' AND wait_event = 'advisory'")
+	  or return undef;
+	$pid = $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'snapshot valuation worker' AND wait_event = 'advisory'");
+	return $pid;
+}
+
+for my $how ('KILL', 'TERM')
+{
+	$node->safe_psql('postgres', q{
+DELETE FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-05';
+DELETE FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-05';});
+	$holder->query_safe('SELECT pg_advisory_lock(4244)');
+	close_run_gate();
+	$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'parallel $how')");
+	my $stopped = stopped_valuation_worker();
+	ok(defined $stopped, "$how: a valuation worker of the run stops past portfolio 200");
+	if ($how eq 'KILL')
+	{
+		kill 'KILL', $stopped;
+		$holder->quit;
+		ok($node->poll_query_until('postgres', 'SELECT true'), 'KILL: the server recovers from the kill -9 of a valuation worker');
+		$holder = $node->background_psql('postgres');
+		$holder_pid = $holder->query_safe('SELECT pg_backend_pid()');
+		is($node->safe_psql('postgres', 'SELECT count(*) FROM snapshot.capture_progress'),
+			'0', 'KILL: reading the progress view finds the run without its worker');
+		is($node->safe_psql('postgres', "SELECT status || '/' || reason FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
+			'failed/interrupted', 'KILL: the run is recorded failed/interrupted');
+	}
+	else
+	{
+		$node->safe_psql('postgres', "SELECT pg_terminate_backend($stopped)");
+		$holder->query_safe('SELECT pg_advisory_unlock(4244)');
+		ok(wait_for_end($run_id), 'TERM: the run ends when one of its valuation workers is terminated');
+		like($node->safe_psql('postgres', "SELECT status || '/' || reason FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
+			qr{^failed/terminating background worker "snapshot valuation worker" due to administrator command$},
+			'TERM: the run is recorded failed, with the worker\'s error');
+		is($node->safe_psql('postgres',
+				"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'snapshot valuation worker'"),
+			'0', 'TERM: no valuation worker outlives the run');
+		open_run_gate();
+	}
+	ok($node->safe_psql('postgres', $committed_prefix . $run_id) eq 't'
+		  && $node->safe_psql('postgres', "SELECT portfolios < 400 FROM snapshot.snapshot_runs WHERE run_id = $run_id") eq 't',
+		"$how: what is committed is exactly the batches up to the last committed portfolio, and the run row counts them");
+	# the restart ended the holder's session, and its locks
+	$node->safe_psql('postgres', 'DELETE FROM gate') if $how eq 'KILL';
+	is($node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'retry')"),
+		$run_id, "$how: starting the date again resumes the run" . ($how eq 'KILL' ? '' : ' (resume_capture would too)'))
+	  if $how eq 'KILL';
+	is($node->safe_psql('postgres', "SELECT snapshot.resume_capture($run_id)"), $run_id,
+		"$how: resume_capture continues the failed run")
+	  if $how eq 'TERM';
+	ok(wait_for_end($run_id), "$how: the resumed run ends");
+	is(run_row($run_id), 'succeeded|-|400|400|0|400|' . portfolio_id(400),
+		"$how: with the totals of an uninterrupted run");
+	is($node->safe_psql('postgres', $figures), $reference,
+		"$how: and exactly its figures (md5)");
+}
+$node->safe_psql('postgres', q{
+CREATE OR REPLACE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM public.gate g WHERE g.portfolio_id = id AND g.leader_pid <> pg_catalog.pg_backend_pid())
+       AND (SELECT a.query FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid())
+           LIKE 'snapshot capture run %: batch %' THEN
+        PERFORM pg_catalog.pg_advisory_lock_shared(4242);
+        PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
+    END IF;
+    RETURN true;
+END $$;});
 $node->safe_psql('postgres', 'ALTER DATABASE postgres SET snapshot.portfolios_per_worker = 1000000');
 my $parallel_run = $run_id;
 my $newer = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'newer')");

@@ -1,0 +1,225 @@
+/*-------------------------------------------------------------------------
+ *
+ * snapshot_batches.c
+ *	  A run's batches: each a range of portfolio ids that one process of the
+ *	  run (its worker, or one of the valuation workers it started) values,
+ *	  writes and commits, with the batch's counts added to the run row, in a
+ *	  transaction of its own.
+ *
+ * Batches are taken in order, and commit in order: the process of batch k,
+ * once its rows are written, waits for the transaction of batch k - 1 to
+ * end (a wait on its transaction id, which the deadlock detector sees), and
+ * commits only if that one committed.  So the committed batches are always
+ * a prefix of the plan: the run row's counts are exactly those of the
+ * committed snapshots, and its last_portfolio_id is where a resume begins.
+ * Each batch locks the sources and then takes a snapshot of its own, so
+ * every portfolio is valued against one consistent view of its ledger.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/transam.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "storage/lmgr.h"
+#include "storage/procarray.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "snapshot_amount.h"
+#include "snapshot_batches.h"
+#include "snapshot_walk.h"
+#include "snapshot_writer.h"
+
+/* See snapshot_batches.h. */
+void
+snapshot_batch_plan_init(BatchPlan *plan, const SnapshotRange *ranges, int n)
+{
+	SpinLockInit(&plan->mutex);
+	plan->nbatches = n;
+	plan->next = 0;
+	for (int i = 0; i < n; i++)
+	{
+		plan->batches[i].range = ranges[i];
+		plan->batches[i].xid = InvalidTransactionId;
+	}
+}
+
+/* See snapshot_batches.h. */
+int64
+snapshot_batch_load_market_data(BatchRunner *br, const SnapshotConfig *config)
+{
+	MemoryContext old = MemoryContextSwitchTo(br->cxt);
+	SourceScope all;
+	int64		skipped = 0;
+
+	memset(&all, 0, sizeof(all));
+	memset(&br->md, 0, sizeof(br->md));
+	br->md.cxt = br->cxt;
+	br->md.snapshot_date = br->snapshot_date;
+	br->md.rules = config->rules;
+	br->md.rules.quantity_tolerance =
+		DatumGetNumericCopy(NumericGetDatum(config->rules.quantity_tolerance));
+	br->md.rules.tolerance = amount_of(br->md.rules.quantity_tolerance);
+	snapshot_read_market_data(config, &all, &br->md, &skipped);
+	MemoryContextSwitchTo(old);
+	br->md_loaded = true;
+	return skipped;
+}
+
+/*
+ * Wait for the transaction of batch k to end; whether it committed.  Batch
+ * k was taken before the caller's, so its transaction id is set.
+ */
+static bool
+batch_committed(BatchPlan *plan, int k)
+{
+	TransactionId xid;
+
+	SpinLockAcquire(&plan->mutex);
+	xid = plan->batches[k].xid;
+	SpinLockRelease(&plan->mutex);
+	Assert(TransactionIdIsValid(xid));
+	if (TransactionIdIsCurrentTransactionId(xid))
+		return false;			/* not reached: a process commits each batch it takes */
+	XactLockTableWait(xid, NULL, NULL, XLTW_None);
+	return TransactionIdDidCommit(xid);
+}
+
+/* Add what a batch did to the run row; false when the run is no longer active. */
+static bool
+record_batch(BatchRunner *br, const Walk *walk, const SnapshotWriter *writer)
+{
+	Oid			types[6] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, UUIDOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+
+	values[0] = Int64GetDatum(br->run_id);
+	values[1] = Int64GetDatum(walk->walked);
+	values[2] = Int64GetDatum(writer->captured);
+	values[3] = Int64GetDatum(writer->failed);
+	values[4] = Int64GetDatum(walk->skipped);
+	values[5] = UUIDPGetDatum(&walk->last_id);
+	if (walk->walked == 0)
+		nulls[5] = 'n';
+	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'running', reason = NULL,"
+							  " portfolios = portfolios + $2, captured = captured + $3,"
+							  " failed = failed + $4, skipped_rows = skipped_rows + $5,"
+							  " last_portfolio_id = coalesce($6, last_portfolio_id),"
+							  " updated_at = pg_catalog.clock_timestamp()"
+							  " WHERE run_id OPERATOR(pg_catalog.=) $1"
+							  " AND status OPERATOR(pg_catalog.=) ANY ('{queued,running}')",
+							  br->nsp),
+					 6, types, values, nulls, false, SPI_OK_UPDATE);
+	return SPI_processed == 1;
+}
+
+/* See snapshot_batches.h. */
+bool
+snapshot_run_next_batch(BatchPlan *plan, BatchRunner *br, bool *earlier_failed)
+{
+	TransactionId xid;
+	int			k;
+	SnapshotConfig config;
+	SnapshotWriter writer;
+	Walk		walk;
+	Datum		metadata;
+	char		activity[128];
+
+	*earlier_failed = false;
+	SpinLockAcquire(&plan->mutex);
+	k = plan->next;
+	SpinLockRelease(&plan->mutex);
+	if (k >= plan->nbatches)
+		return false;
+
+	/* the batch is taken by a transaction that has its id already */
+	StartTransactionCommand();
+	xid = GetTopTransactionId();
+	SpinLockAcquire(&plan->mutex);
+	k = plan->next < plan->nbatches ? plan->next++ : -1;
+	if (k >= 0)
+		plan->batches[k].xid = xid;
+	SpinLockRelease(&plan->mutex);
+	if (k < 0)
+	{
+		AbortCurrentTransaction();
+		return false;
+	}
+
+	snprintf(activity, sizeof(activity), "snapshot capture run " INT64_FORMAT ": batch %d of %d",
+			 br->run_id, k + 1, plan->nbatches);
+	pgstat_report_activity(STATE_RUNNING, activity);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "snapshot: SPI_connect failed");
+
+	/*
+	 * The sources are locked before the batch's snapshot is taken: a table
+	 * rewritten (ALTER TABLE) just before would look empty to a snapshot
+	 * taken before the rewrite committed.
+	 */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot_load_config(&config, br->nspid, br->nsp, true);
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (!br->md_loaded)
+		(void) snapshot_batch_load_market_data(br, &config);
+
+	metadata = snapshot_build_metadata(br->triggered_by, config.cost_method_name,
+									   &config.rules, br->run_id);
+	snapshot_writer_begin(&writer, br->nsp, br->snapshot_date, br->run_id, metadata, -1);
+	memset(&walk, 0, sizeof(walk));
+	walk.config = &config;
+	walk.md = &br->md;
+	walk.sink = &writer.sink;
+	walk.batch_size = br->batch_size;
+	walk.scope.range = plan->batches[k].range;
+	snapshot_walk(&walk);
+	snapshot_writer_flush(&writer);
+
+	/* commit in order: after the batch before this one, or not at all */
+	if (k > 0 && !batch_committed(plan, k - 1))
+	{
+		SPI_finish();
+		PopActiveSnapshot();
+		AbortCurrentTransaction();
+		*earlier_failed = true;
+		return false;
+	}
+	if (!record_batch(br, &walk, &writer))
+		ereport(ERROR,
+				errcode(ERRCODE_QUERY_CANCELED),
+				errmsg("run " INT64_FORMAT " is no longer running", br->run_id),
+				errdetail("Batch %d of %d was rolled back.", k + 1, plan->nbatches));
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return true;
+}
+
+/* See snapshot_batches.h. */
+bool
+snapshot_batches_committed(BatchPlan *plan, int *batch)
+{
+	for (int k = 0; k < plan->nbatches; k++)
+	{
+		TransactionId xid;
+
+		SpinLockAcquire(&plan->mutex);
+		xid = plan->batches[k].xid;
+		SpinLockRelease(&plan->mutex);
+		if (!TransactionIdIsValid(xid) || TransactionIdIsInProgress(xid) ||
+			!TransactionIdDidCommit(xid))
+		{
+			*batch = k;
+			return false;
+		}
+	}
+	return true;
+}
