@@ -25,7 +25,7 @@ PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 # them as the user that may run the server: scripts/test.sh does).
 REGRESS = configure valuation amounts cash ledgers fx prices errors isolation inputs security attacks limits attacks_sessions performance dump fallback upgrade parallel
 REGRESS_OPTS = --load-extension=plpgsql
-ISOLATION = concurrency fallback_wait lock_queue
+ISOLATION = concurrency fallback_wait lock_queue run_writes
 TAP_TESTS = 1
 
 # -Werror where it is wanted: scripts/test.sh (and so CI) builds with WERROR=-Werror

@@ -43,6 +43,7 @@ snapshot_batch_plan_init(BatchPlan *plan, const SnapshotRange *ranges, int n)
 	SpinLockInit(&plan->mutex);
 	plan->nbatches = n;
 	plan->next = 0;
+	plan->workers = 0;
 	for (int i = 0; i < n; i++)
 	{
 		plan->batches[i].range = ranges[i];
@@ -93,11 +94,17 @@ batch_committed(BatchPlan *plan, int k)
 
 /* Add what a batch did to the run row; false when the run is no longer active. */
 static bool
-record_batch(BatchRunner *br, const Walk *walk, const SnapshotWriter *writer)
+record_batch(BatchPlan *plan, BatchRunner *br, const Walk *walk, const SnapshotWriter *writer)
 {
-	Oid			types[6] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, UUIDOID};
-	Datum		values[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[7] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, UUIDOID, INT4OID};
+	Datum		values[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	int			workers;
+
+	SpinLockAcquire(&plan->mutex);
+	workers = plan->workers;
+	SpinLockRelease(&plan->mutex);
+	values[6] = Int32GetDatum(workers);
 
 	values[0] = Int64GetDatum(br->run_id);
 	values[1] = Int64GetDatum(walk->walked);
@@ -111,11 +118,12 @@ record_batch(BatchRunner *br, const Walk *walk, const SnapshotWriter *writer)
 							  " portfolios = portfolios + $2, captured = captured + $3,"
 							  " failed = failed + $4, skipped_rows = skipped_rows + $5,"
 							  " last_portfolio_id = coalesce($6, last_portfolio_id),"
+							  " workers = GREATEST(workers, $7),"
 							  " updated_at = pg_catalog.clock_timestamp()"
 							  " WHERE run_id OPERATOR(pg_catalog.=) $1"
 							  " AND status OPERATOR(pg_catalog.=) ANY ('{queued,running}')",
 							  br->nsp),
-					 6, types, values, nulls, false, SPI_OK_UPDATE);
+					 7, types, values, nulls, false, SPI_OK_UPDATE);
 	return SPI_processed == 1;
 }
 
@@ -191,7 +199,7 @@ snapshot_run_next_batch(BatchPlan *plan, BatchRunner *br, bool *earlier_failed)
 		*earlier_failed = true;
 		return false;
 	}
-	if (!record_batch(br, &walk, &writer))
+	if (!record_batch(plan, br, &walk, &writer))
 		ereport(ERROR,
 				errcode(ERRCODE_QUERY_CANCELED),
 				errmsg("run " INT64_FORMAT " is no longer running", br->run_id),

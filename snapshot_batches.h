@@ -33,9 +33,10 @@ typedef struct RunBatch
  */
 typedef struct BatchPlan
 {
-	slock_t		mutex;			/* protects next and the xids */
+	slock_t		mutex;			/* protects next, workers and the xids */
 	int			nbatches;
 	int			next;			/* the next batch to take */
+	int			workers;		/* valuation workers started, for the run row */
 	RunBatch	batches[FLEXIBLE_ARRAY_MEMBER];
 } BatchPlan;
 

@@ -616,6 +616,9 @@ snapshot_run_batches(BatchPlan *local, BatchRunner *br, int nworkers)
 		for (int i = 0; i < nworkers; i++)
 			if (start_worker(seg, i, "snapshot_batch_worker", br->cxt, &ws->handles[i]))
 				started++;
+		SpinLockAcquire(&plan->mutex);
+		plan->workers = started;
+		SpinLockRelease(&plan->mutex);
 
 		/* the run's worker takes batches too, and hears the workers between them */
 		while (!failed && snapshot_run_next_batch(plan, br, &failed))

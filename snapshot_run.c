@@ -803,9 +803,9 @@ plan_run(RunWork *rw, BatchPlan **plan)
 	int64		skipped_market;
 	int			nworkers;
 	int			n;
-	Oid			types[4] = {INT8OID, INT8OID, INT8OID, INT4OID};
-	Datum		values[4];
-	char		nulls[4] = {' ', 'n', ' ', ' '};
+	Oid			types[3] = {INT8OID, INT8OID, INT8OID};
+	Datum		values[3];
+	char		nulls[3] = {' ', 'n', ' '};
 
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -852,13 +852,11 @@ plan_run(RunWork *rw, BatchPlan **plan)
 
 	values[0] = Int64GetDatum(rw->run_id);
 	values[2] = Int64GetDatum(skipped_market);
-	values[3] = Int32GetDatum(nworkers);
 	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'running', reason = NULL,"
 							  " total = coalesce($2, total), skipped_rows = skipped_rows + $3,"
-							  " workers = GREATEST(workers, $4),"
 							  " updated_at = pg_catalog.clock_timestamp()"
 							  " WHERE run_id OPERATOR(pg_catalog.=) $1", rw->nsp),
-					 4, types, values, nulls, false, SPI_OK_UPDATE);
+					 3, types, values, nulls, false, SPI_OK_UPDATE);
 	rw->counted = true;
 	SPI_finish();
 	PopActiveSnapshot();

@@ -97,7 +97,7 @@ class RunGate:
 
     The configured portfolios relation is a view that calls run_gate_passes(id)
     for each row. In a run's worker walking a batch (pg_stat_activity says
-    "snapshot capture run N: a batch ..."), the row the table run_gate names
+    "snapshot capture run N: batch k of n"), the row the table run_gate names
     waits for advisory lock 4242, which the gate's own session holds while
     closed (t/004_runs.pl stops runs the same way). With snapshot.commit_every
     = 100, snapshot.batch_size = 10 (the walk fetches 100 portfolios at a time)
@@ -163,7 +163,7 @@ BEGIN
         IF me.backend_type = 'snapshot capture run'
            AND EXISTS (SELECT FROM public.run_gate g
                         WHERE g.portfolio_id IS NULL
-                           OR (g.portfolio_id = id AND me.query LIKE 'snapshot capture run %: a batch%')) THEN
+                           OR (g.portfolio_id = id AND me.query LIKE 'snapshot capture run %: batch %')) THEN
             PERFORM pg_catalog.pg_advisory_lock_shared(4242);
             PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
         END IF;
