@@ -26,8 +26,10 @@
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/lmgr.h"
+#include "storage/lock.h"
 #include "storage/procarray.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -49,6 +51,25 @@ snapshot_batch_plan_init(BatchPlan *plan, const SnapshotRange *ranges, int n)
 		plan->batches[i].range = ranges[i];
 		plan->batches[i].xid = InvalidTransactionId;
 	}
+}
+
+/* See snapshot_batches.h. */
+void
+snapshot_batch_settings(bool quiet)
+{
+	/*
+	 * Database and role defaults reach background workers too: a batch waits
+	 * for the batch before it for as long as that one takes, and updates the
+	 * run row after it did, which only READ COMMITTED allows.
+	 */
+	SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("lock_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("idle_in_transaction_session_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	/* notices of the owner's code would fill the queue the errors take */
+	if (quiet)
+		SetConfigOption("client_min_messages", "error", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 /* See snapshot_batches.h. */
@@ -96,9 +117,9 @@ batch_committed(BatchPlan *plan, int k)
 static bool
 record_batch(BatchPlan *plan, BatchRunner *br, const Walk *walk, const SnapshotWriter *writer)
 {
-	Oid			types[7] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, UUIDOID, INT4OID};
-	Datum		values[7];
-	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
+	Oid			types[8] = {INT8OID, INT8OID, INT8OID, INT8OID, INT8OID, UUIDOID, INT4OID, INT4OID};
+	Datum		values[8];
+	char		nulls[8] = {' ', ' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	int			workers;
 
 	SpinLockAcquire(&plan->mutex);
@@ -114,16 +135,22 @@ record_batch(BatchPlan *plan, BatchRunner *br, const Walk *walk, const SnapshotW
 	values[5] = UUIDPGetDatum(&walk->last_id);
 	if (walk->walked == 0)
 		nulls[5] = 'n';
+	values[7] = Int32GetDatum(br->run_worker_pid);
+
+	/* only into the attempt of this run's worker: a resumed run has another */
 	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'running', reason = NULL,"
-							  " portfolios = portfolios + $2, captured = captured + $3,"
-							  " failed = failed + $4, skipped_rows = skipped_rows + $5,"
+							  " portfolios = portfolios OPERATOR(pg_catalog.+) $2,"
+							  " captured = captured OPERATOR(pg_catalog.+) $3,"
+							  " failed = failed OPERATOR(pg_catalog.+) $4,"
+							  " skipped_rows = skipped_rows OPERATOR(pg_catalog.+) $5,"
 							  " last_portfolio_id = coalesce($6, last_portfolio_id),"
 							  " workers = GREATEST(workers, $7),"
 							  " updated_at = pg_catalog.clock_timestamp()"
 							  " WHERE run_id OPERATOR(pg_catalog.=) $1"
-							  " AND status OPERATOR(pg_catalog.=) ANY ('{queued,running}')",
+							  " AND status OPERATOR(pg_catalog.=) ANY ('{queued,running}')"
+							  " AND worker_pid OPERATOR(pg_catalog.=) $8",
 							  br->nsp),
-					 7, types, values, nulls, false, SPI_OK_UPDATE);
+					 8, types, values, nulls, false, SPI_OK_UPDATE);
 	return SPI_processed == 1;
 }
 
@@ -201,12 +228,15 @@ snapshot_run_next_batch(BatchPlan *plan, BatchRunner *br, bool *earlier_failed)
 	}
 	if (!record_batch(plan, br, &walk, &writer))
 		ereport(ERROR,
-				errcode(ERRCODE_QUERY_CANCELED),
-				errmsg("run " INT64_FORMAT " is no longer running", br->run_id),
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("run " INT64_FORMAT " is no longer running in this attempt", br->run_id),
 				errdetail("Batch %d of %d was rolled back.", k + 1, plan->nbatches));
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+
+	/* session advisory locks the owner's code took end with the batch */
+	LockReleaseAll(USER_LOCKMETHOD, true);
 	pgstat_report_activity(STATE_IDLE, NULL);
 	return true;
 }
@@ -215,19 +245,22 @@ snapshot_run_next_batch(BatchPlan *plan, BatchRunner *br, bool *earlier_failed)
 bool
 snapshot_batches_committed(BatchPlan *plan, int *batch)
 {
-	for (int k = 0; k < plan->nbatches; k++)
-	{
-		TransactionId xid;
+	TransactionId xid;
+	int			taken;
 
-		SpinLockAcquire(&plan->mutex);
-		xid = plan->batches[k].xid;
-		SpinLockRelease(&plan->mutex);
-		if (!TransactionIdIsValid(xid) || TransactionIdIsInProgress(xid) ||
-			!TransactionIdDidCommit(xid))
-		{
-			*batch = k;
-			return false;
-		}
+	if (plan->nbatches == 0)
+		return true;
+	SpinLockAcquire(&plan->mutex);
+	taken = plan->next;
+	xid = plan->batches[plan->nbatches - 1].xid;
+	SpinLockRelease(&plan->mutex);
+
+	/* batches commit in order: the last one committed means all did */
+	if (taken < plan->nbatches || !TransactionIdIsValid(xid) ||
+		TransactionIdIsInProgress(xid) || !TransactionIdDidCommit(xid))
+	{
+		*batch = Min(taken, plan->nbatches - 1);
+		return false;
 	}
 	return true;
 }

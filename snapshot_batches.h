@@ -56,11 +56,20 @@ typedef struct BatchRunner
 	DateADT		snapshot_date;
 	int64		run_id;
 	const char *triggered_by;
+	int			run_worker_pid;	/* the attempt's own: its batches only */
 	int			batch_size;		/* portfolios per fetch and per upsert */
 	MemoryContext cxt;			/* outlives the batches' transactions */
 	MarketData	md;
 	bool		md_loaded;
 } BatchRunner;
+
+/*
+ * Settings of a process that takes a run's batches, whatever the database's
+ * and the role's defaults: READ COMMITTED, read-write, no lock, statement
+ * or idle timeout; quiet, no notices to the client (a valuation worker's
+ * queue).
+ */
+extern void snapshot_batch_settings(bool quiet);
 
 /*
  * Read the market data of br's run into br->cxt (a run reads it once per
@@ -81,8 +90,8 @@ extern int64 snapshot_batch_load_market_data(BatchRunner *br, const SnapshotConf
 extern bool snapshot_run_next_batch(BatchPlan *plan, BatchRunner *br, bool *earlier_failed);
 
 /*
- * Whether every batch of plan has been taken and committed; else the
- * number of the first that was not, in *batch.
+ * Whether every batch of plan has been taken and committed (batches commit
+ * in order, so the last one says); else a batch that was not, in *batch.
  */
 extern bool snapshot_batches_committed(BatchPlan *plan, int *batch);
 

@@ -620,14 +620,11 @@ snapshot_run_batches(BatchPlan *local, BatchRunner *br, int nworkers)
 		plan->workers = started;
 		SpinLockRelease(&plan->mutex);
 
-		/* the run's worker takes batches too, and hears the workers between them */
-		while (!failed && snapshot_run_next_batch(plan, br, &failed))
-		{
-			CHECK_FOR_INTERRUPTS();
-			(void) poll_batch_queues(queues, nworkers, ws);
-		}
-
-		/* the workers' last batches */
+		/*
+		 * While workers live, the run's worker takes no batch: it only reads
+		 * their queues, so that a worker never waits on a full queue for a
+		 * process that waits for the worker's batch.
+		 */
 		pgstat_report_activity(STATE_RUNNING, "snapshot capture run: waiting for its valuation workers");
 		while (poll_batch_queues(queues, nworkers, ws) > 0)
 		{
@@ -639,6 +636,10 @@ snapshot_run_batches(BatchPlan *local, BatchRunner *br, int nworkers)
 		for (int i = 0; i < ws->n; i++)
 			if (ws->handles[i] != NULL)
 				(void) WaitForBackgroundWorkerShutdown(ws->handles[i]);
+
+		/* what no worker took (none started, or they left early), alone */
+		while (!failed && snapshot_run_next_batch(plan, br, &failed))
+			CHECK_FOR_INTERRUPTS();
 
 		/* a worker that failed said why on its queue, raised above */
 		if (!snapshot_batches_committed(plan, &batch))
@@ -652,9 +653,16 @@ snapshot_run_batches(BatchPlan *local, BatchRunner *br, int nworkers)
 	{
 		/*
 		 * No batch may commit after the run's end is recorded: the workers
-		 * are stopped, and waited for, before the error goes on.
+		 * are stopped, and waited for, before the error goes on.  Their
+		 * queues are detached first, so that none waits to send on one.
 		 */
 		HOLD_INTERRUPTS();
+		for (int i = 0; i < nworkers; i++)
+			if (queues[i] != NULL)
+			{
+				shm_mq_detach(queues[i]);
+				queues[i] = NULL;
+			}
 		for (int i = 0; i < ws->n; i++)
 			if (ws->handles[i] != NULL)
 			{

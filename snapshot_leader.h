@@ -36,10 +36,11 @@ extern int	snapshot_walk_parallel(Walk *walk, MarketData *md, int64 *skipped_mar
 
 /*
  * Run the batches of a run's plan, outside any transaction: with nworkers
- * batch workers (snapshot_batch_worker) beside the calling run worker,
- * which takes batches too, or alone.  The first error of a worker is
- * raised; on any error the workers are stopped, and waited for, first.
- * Returns the number of workers started.
+ * batch workers (snapshot_batch_worker), while the calling run worker reads
+ * their queues, then alone whatever no worker took (all of them when none
+ * started).  The first error of a worker is raised; on any error the
+ * workers are stopped, and waited for, first.  Returns the number of
+ * workers started.
  */
 extern int	snapshot_run_batches(BatchPlan *plan, BatchRunner *br, int nworkers);
 

@@ -553,13 +553,21 @@ snapshot_split_every(const SnapshotConfig *config, const SnapshotRange *within, 
 								   config->names[SOURCE_PORTFOLIOS], filter),
 						  nargs, types, values, 0);
 
+	if (SPI_processed >= (uint64) (MaxAllocSize / sizeof(SnapshotRange)) - 1)
+		ereport(ERROR,
+				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				errmsg("too many ranges of %lld portfolios each", (long long) every));
 	out = palloc0(sizeof(SnapshotRange) * (SPI_processed + 1));
 	out[0] = *within;
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
-		pg_uuid_t  *bound = DatumGetUUIDP(SPI_getbinval(SPI_tuptable->vals[i],
-													   SPI_tuptable->tupdesc, 1, &isnull));
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+		pg_uuid_t  *bound;
+
+		if (isnull)
+			continue;			/* not reached: the ids are NOT NULL */
+		bound = DatumGetUUIDP(d);
 
 		/* an id listed more than every times is one bound */
 		if (out[n - 1].has_lo && memcmp(out[n - 1].lo.data, bound->data, UUID_LEN) == 0)

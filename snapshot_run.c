@@ -89,6 +89,9 @@ typedef enum RunState
 								 * start (sqlerrcode) */
 } RunState;
 
+/* batches of one attempt, at most (each takes a RunBatch of the segment) */
+#define SNAPSHOT_MAX_BATCHES 100000
+
 #define SNAPSHOT_REASON_LEN 16
 #define SNAPSHOT_MESSAGE_LEN 512
 
@@ -839,7 +842,9 @@ plan_run(RunWork *rw, BatchPlan **plan)
 	 */
 	nworkers = snapshot_parallel_workers(&config, remaining, false);
 	if (nworkers > 0)
-		every = Min(every, (remaining + 4 * (nworkers + 1) - 1) / (4 * (nworkers + 1)));
+		every = Min(every, (remaining + 4 * nworkers - 1) / (4 * nworkers));
+	/* the plan stays small, whatever commit_every says */
+	every = Max(every, (remaining + SNAPSHOT_MAX_BATCHES - 1) / SNAPSHOT_MAX_BATCHES);
 	if (remaining == 0)
 	{
 		n = 0;
@@ -861,6 +866,9 @@ plan_run(RunWork *rw, BatchPlan **plan)
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+
+	/* session advisory locks the owner's code took end with the plan */
+	LockReleaseAll(USER_LOCKMETHOD, true);
 	return nworkers;
 }
 
@@ -957,6 +965,7 @@ snapshot_run_worker(Datum main_arg)
 	BackgroundWorkerInitializeConnectionByOid(shared->dboid, shared->userid, 0);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
 	SetConfigOption("jit", "off", PGC_SUSET, PGC_S_SESSION);
+	snapshot_batch_settings(false);
 	snprintf(batch_size, sizeof(batch_size), "%d", shared->batch_size);
 	SetConfigOption("snapshot.batch_size", batch_size, PGC_SUSET, PGC_S_SESSION);
 	SetConfigOption("snapshot.max_workers", shared->max_workers, PGC_SUSET, PGC_S_SESSION);
@@ -982,6 +991,7 @@ snapshot_run_worker(Datum main_arg)
 			rw.br.snapshot_date = rw.date;
 			rw.br.run_id = rw.run_id;
 			rw.br.triggered_by = shared->triggered_by;
+			rw.br.run_worker_pid = MyProcPid;
 			rw.br.batch_size = shared->batch_size;
 			rw.br.cxt = rw.run_cxt;
 			nworkers = plan_run(&rw, &plan);

@@ -259,16 +259,34 @@ snapshot_batch_worker(Datum main_arg)
 		SetConfigOption(snapshot_copied_settings[i], shared->settings[i], PGC_SUSET,
 						PGC_S_SESSION);
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_SESSION);
+	snapshot_batch_settings(true);
 	br.nspid = shared->nspid;
 	br.nsp = MemoryContextStrdup(br.cxt, quote_identifier(get_namespace_name(shared->nspid)));
 	CommitTransactionCommand();
 	br.snapshot_date = shared->snapshot_date;
 	br.run_id = shared->run_id;
 	br.triggered_by = shared->triggered_by;
+	br.run_worker_pid = shared->leader_pid;
 	br.batch_size = snapshot_batch_size;
 
-	while (snapshot_run_next_batch(plan, &br, &failed))
-		CHECK_FOR_INTERRUPTS();
+	PG_TRY();
+	{
+		while (snapshot_run_next_batch(plan, &br, &failed))
+			CHECK_FOR_INTERRUPTS();
+	}
+	PG_CATCH();
+	{
+		/*
+		 * End the batch's transaction before saying why: the processes
+		 * waiting for the batch go on, and the run's worker, which reads
+		 * the queue, waits for none of them.
+		 */
+		HOLD_INTERRUPTS();
+		AbortCurrentTransaction();
+		EmitErrorReport();
+		proc_exit(1);
+	}
+	PG_END_TRY();
 
 	pgstat_report_activity(STATE_IDLE, NULL);
 	dsm_detach(seg);

@@ -350,14 +350,16 @@ def report(results: Results, n: int, info: dict[str, str]) -> str:
     sweep = results.sweep(n)
     if sweep:
         base = statistics.median(t.seconds for t in sweep[min(sweep)])
-        lines += ["", f"(a) at N = {n:,} against `snapshot.max_workers` (the run's worker takes batches too, so"
-                  f" k workers make k + 1 processes; {info['cores']} cores), median of"
-                  f" {max(len(v) for v in sweep.values())}:", "",
-                  "| snapshot.max_workers | processes | workers started | median s | portfolios/s | speed-up |",
+        lines += ["", f"(a) at N = {n:,} against `snapshot.max_workers` (with workers, the run's worker only"
+                  f" reads their queues, so k workers are k processes valuing and writing; with none, the run's"
+                  f" worker alone; {info['cores']} cores), median of {max(len(v) for v in sweep.values())}:", "",
+                  "| snapshot.max_workers | processes valuing | workers started | median s | portfolios/s"
+                  " | speed-up |",
                   "|---:|---:|---:|---:|---:|---:|"]
         for k, runs in sweep.items():
             med = statistics.median(t.seconds for t in runs)
-            lines.append(f"| {k} | {k + 1} | {max(t.workers for t in runs)} | {med:.2f} | {n / med:,.0f} |"
+            started = max(t.workers for t in runs)
+            lines.append(f"| {k} | {max(started, 1)} | {started} | {med:.2f} | {n / med:,.0f} |"
                          f" {base / med:.2f} |")
     lines += ["", "| target | measured | goal | met |", "|---|---:|---|---|"]
     for name, value, goal, ok in targets:
@@ -402,7 +404,7 @@ def scaling_chart(results: Results, n: int, path: Path, cores: str) -> None:
     ax.plot(ks, rates, marker="o", label="(a) capture_all_snapshots")
     ax.axhline(rates[0], color="grey", linestyle=":", label="no valuation workers")
     ax.set_xticks(ks)
-    ax.set_xlabel("snapshot.max_workers (valuation workers beside the run's worker)")
+    ax.set_xlabel("snapshot.max_workers (valuation workers; 0: the run's worker alone)")
     ax.set_ylabel("portfolios per second")
     ax.set_ylim(bottom=0)
     ax.set_title(f"Capture throughput against valuation workers, N = {n:,}, {cores} cores")

@@ -266,51 +266,55 @@ $run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-0
 ok(wait_for_end($run_id), 'a run with valuation workers ends');
 is(run_row($run_id) . '|' . $node->safe_psql('postgres', "SELECT workers FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
 	'succeeded|-|400|400|0|400|' . portfolio_id(400) . '|2',
-	'batches taken and committed by the run\'s worker and two valuation workers, every portfolio once');
+	'batches taken and committed by two valuation workers, every portfolio once');
 is($node->safe_psql('postgres', $figures), $reference,
 	'with exactly the figures of a capture without them');
 
-# a valuation worker killed half-way.  Past portfolio 200 the run's own
-# worker waits (advisory lock 4244), and so does the first valuation worker
-# there (4242; 4243 marks it): the batches before theirs commit, those after
-# wait for them, since batches commit in order
+# a valuation worker killed half-way.  The first valuation worker past
+# portfolio 200 waits (advisory lock 4242; 4243 marks it), inside its batch:
+# the batches before it commit, and a later batch, valued by the other
+# worker, waits for it (batches commit in order).  The run's worker only
+# reads the workers' queues while they live.
 $node->safe_psql('postgres', q{
 CREATE OR REPLACE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-    kind text := (SELECT a.backend_type FROM pg_catalog.pg_stat_activity a
-                   WHERE a.pid = pg_catalog.pg_backend_pid() AND a.query LIKE 'snapshot capture run %: batch %');
 BEGIN
-    IF EXISTS (SELECT FROM public.gate g WHERE id >= g.portfolio_id AND g.leader_pid <> pg_catalog.pg_backend_pid()) THEN
-        IF kind = 'snapshot capture run' THEN
-            PERFORM pg_catalog.pg_advisory_lock_shared(4244);
-            PERFORM pg_catalog.pg_advisory_unlock_shared(4244);
-        ELSIF kind = 'snapshot valuation worker' THEN
-            IF pg_catalog.pg_try_advisory_lock(4243) THEN
-                PERFORM pg_catalog.pg_advisory_lock_shared(4242);
-                PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
-            END IF;
+    IF EXISTS (SELECT FROM public.gate g WHERE id >= g.portfolio_id AND g.leader_pid <> pg_catalog.pg_backend_pid())
+       AND (SELECT a.backend_type FROM pg_catalog.pg_stat_activity a
+             WHERE a.pid = pg_catalog.pg_backend_pid() AND a.query LIKE 'snapshot capture run %: batch %')
+           = 'snapshot valuation worker' THEN
+        IF pg_catalog.pg_try_advisory_lock(4243) THEN
+            PERFORM pg_catalog.pg_advisory_lock_shared(4242);
+            PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
         END IF;
     END IF;
     RETURN true;
 END $$;
 ALTER DATABASE postgres SET snapshot.portfolios_per_worker = 25;});
 
-# every portfolio the run row counts is stored, and none beyond
+# what is committed is exactly the batches up to last_portfolio_id, all of
+# them, and the run row counts them
 my $committed_prefix = q{
-SELECT r.portfolios = (SELECT count(*) FROM snapshot.portfolio_snapshots s
-                        WHERE s.snapshot_date = r.snapshot_date AND s.run_id = r.run_id)
+SELECT r.portfolios > 0
+       AND r.portfolios = (SELECT count(*) FROM snapshot.portfolio_snapshots s
+                            WHERE s.snapshot_date = r.snapshot_date AND s.run_id = r.run_id)
        AND r.portfolios = (SELECT count(*) FROM portfolios p WHERE p.id <= r.last_portfolio_id)
+       AND NOT EXISTS (SELECT FROM portfolios p WHERE p.id <= r.last_portfolio_id
+                          AND NOT EXISTS (SELECT FROM snapshot.portfolio_snapshots s
+                                           WHERE s.snapshot_date = r.snapshot_date AND s.portfolio_id = p.id))
+       AND NOT EXISTS (SELECT FROM snapshot.portfolio_snapshots s
+                        WHERE s.snapshot_date = r.snapshot_date AND s.portfolio_id > r.last_portfolio_id)
   FROM snapshot.snapshot_runs r WHERE r.run_id = };
 
+# the pid of the valuation worker stopped at the gate, once the other waits
+# for its batch (a later batch, written, waiting to commit in order)
 sub stopped_valuation_worker
 {
-	my $pid;
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'snapshot valuation worker' AND wait_event = 'advisory'")
+	$node->poll_query_until('postgres', q{
+SELECT count(*) FILTER (WHERE wait_event = 'advisory') = 1 AND count(*) FILTER (WHERE wait_event = 'transactionid') = 1
+  FROM pg_stat_activity WHERE backend_type = 'snapshot valuation worker'})
 	  or return undef;
-	$pid = $node->safe_psql('postgres',
+	return $node->safe_psql('postgres',
 		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'snapshot valuation worker' AND wait_event = 'advisory'");
-	return $pid;
 }
 
 for my $how ('KILL', 'TERM')
@@ -318,11 +322,11 @@ for my $how ('KILL', 'TERM')
 	$node->safe_psql('postgres', q{
 DELETE FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-05';
 DELETE FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-05';});
-	$holder->query_safe('SELECT pg_advisory_lock(4244)');
 	close_run_gate();
 	$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'parallel $how')");
 	my $stopped = stopped_valuation_worker();
-	ok(defined $stopped, "$how: a valuation worker of the run stops past portfolio 200");
+	ok(defined $stopped,
+		"$how: a valuation worker stops past portfolio 200, the other waits for its batch to commit in order");
 	if ($how eq 'KILL')
 	{
 		kill 'KILL', $stopped;
@@ -334,37 +338,70 @@ DELETE FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-05';});
 			'0', 'KILL: reading the progress view finds the run without its worker');
 		is($node->safe_psql('postgres', "SELECT status || '/' || reason FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
 			'failed/interrupted', 'KILL: the run is recorded failed/interrupted');
+		# the restart ended the holder's session, and its locks
+		$node->safe_psql('postgres', 'DELETE FROM gate');
 	}
 	else
 	{
 		$node->safe_psql('postgres', "SELECT pg_terminate_backend($stopped)");
-		$holder->query_safe('SELECT pg_advisory_unlock(4244)');
 		ok(wait_for_end($run_id), 'TERM: the run ends when one of its valuation workers is terminated');
-		like($node->safe_psql('postgres', "SELECT status || '/' || reason FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
-			qr{^failed/terminating background worker "snapshot valuation worker" due to administrator command$},
+		is($node->safe_psql('postgres', "SELECT status || '/' || reason FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
+			'failed/terminating background worker "snapshot valuation worker" due to administrator command',
 			'TERM: the run is recorded failed, with the worker\'s error');
 		is($node->safe_psql('postgres',
 				"SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'snapshot valuation worker'"),
 			'0', 'TERM: no valuation worker outlives the run');
 		open_run_gate();
 	}
-	ok($node->safe_psql('postgres', $committed_prefix . $run_id) eq 't'
-		  && $node->safe_psql('postgres', "SELECT portfolios < 400 FROM snapshot.snapshot_runs WHERE run_id = $run_id") eq 't',
-		"$how: what is committed is exactly the batches up to the last committed portfolio, and the run row counts them");
-	# the restart ended the holder's session, and its locks
-	$node->safe_psql('postgres', 'DELETE FROM gate') if $how eq 'KILL';
-	is($node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'retry')"),
-		$run_id, "$how: starting the date again resumes the run" . ($how eq 'KILL' ? '' : ' (resume_capture would too)'))
-	  if $how eq 'KILL';
-	is($node->safe_psql('postgres', "SELECT snapshot.resume_capture($run_id)"), $run_id,
-		"$how: resume_capture continues the failed run")
-	  if $how eq 'TERM';
+	is($node->safe_psql('postgres', $committed_prefix . $run_id), 't',
+		"$how: what is committed is exactly the batches up to last_portfolio_id, and the run row counts them");
+	is($node->safe_psql('postgres', "SELECT portfolios < 400 FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
+		't', "$how: the stopped batch and the one waiting for it were rolled back");
+	if ($how eq 'KILL')
+	{
+		is($node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'retry')"),
+			$run_id, 'KILL: starting the date again resumes the run');
+	}
+	else
+	{
+		is($node->safe_psql('postgres', "SELECT snapshot.resume_capture($run_id)"), $run_id,
+			'TERM: resume_capture continues the failed run');
+	}
 	ok(wait_for_end($run_id), "$how: the resumed run ends");
 	is(run_row($run_id), 'succeeded|-|400|400|0|400|' . portfolio_id(400),
 		"$how: with the totals of an uninterrupted run");
 	is($node->safe_psql('postgres', $figures), $reference,
 		"$how: and exactly its figures (md5)");
 }
+
+# the owner's code in a valuation worker floods it with notices, then fails
+# with an error of 100 kB: neither fills the worker's queue for good, and the
+# run is recorded failed with the error
+$node->safe_psql('postgres', q{
+DELETE FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-05';
+DELETE FROM snapshot.snapshot_runs WHERE snapshot_date = '2026-03-05';
+CREATE OR REPLACE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM public.gate g WHERE id >= g.portfolio_id)
+       AND (SELECT a.backend_type FROM pg_catalog.pg_stat_activity a
+             WHERE a.pid = pg_catalog.pg_backend_pid() AND a.query LIKE 'snapshot capture run %: batch %')
+           = 'snapshot valuation worker' THEN
+        SET LOCAL client_min_messages = notice;
+        FOR i IN 1 .. 2000 LOOP
+            RAISE NOTICE '%', pg_catalog.repeat('n', 200);
+        END LOOP;
+        RAISE EXCEPTION 'owner says no: %', pg_catalog.repeat('x', 100000);
+    END IF;
+    RETURN true;
+END $$;
+DELETE FROM gate; INSERT INTO gate VALUES ('a0000000-0000-0000-0000-000000000201', 0);});
+$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'loud owner')");
+ok(wait_for_end($run_id), 'a run whose valuation worker gets 2,000 notices and a 100 kB error ends');
+is($node->safe_psql('postgres', "SELECT status, left(reason, 20), length(reason) > 100000 FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
+	'failed|owner says no: xxxxx|t', '... recorded failed, with the owner\'s error');
+is($node->safe_psql('postgres', $committed_prefix . $run_id), 't',
+	'... keeping exactly the batches committed before it');
+$node->safe_psql('postgres', 'DELETE FROM gate');
 $node->safe_psql('postgres', q{
 CREATE OR REPLACE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
