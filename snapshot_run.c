@@ -89,6 +89,9 @@ typedef enum RunState
 								 * start (sqlerrcode) */
 } RunState;
 
+/* how long cancel_capture() waits for a cancelled run before terminating it */
+#define SNAPSHOT_CANCEL_GRACE_MS 5000
+
 /* batches of one attempt, at most (each takes a RunBatch of the segment) */
 #define SNAPSHOT_MAX_BATCHES 100000
 
@@ -295,6 +298,47 @@ wait_for_run_end(int64 run_id)
 	LockRelease(&tag, ShareLock, false);
 }
 
+/*
+ * Wait until run_id's lock is free (its worker has ended) for at most
+ * timeout_ms; whether it is.
+ */
+static bool
+wait_for_run_end_within(int64 run_id, long timeout_ms)
+{
+	LOCKTAG		tag;
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+
+	run_locktag(&tag, run_id);
+	for (;;)
+	{
+		if (LockAcquire(&tag, ShareLock, false, true) != LOCKACQUIRE_NOT_AVAIL)
+		{
+			LockRelease(&tag, ShareLock, false);
+			return true;
+		}
+		if (GetCurrentTimestamp() >= deadline)
+			return false;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * Send sig to pid if it is a run's worker (the pid was written by the run's
+ * worker, which holds the run's lock; a process that took a recycled pid is
+ * never signalled).
+ */
+static void
+signal_run_worker(int pid, int sig)
+{
+	const char *type = GetBackgroundWorkerTypeByPid(pid);
+
+	if (type != NULL && strcmp(type, "snapshot capture run") == 0)
+		(void) kill(pid, sig);
+}
+
 /* See snapshot_run.h. */
 bool
 snapshot_run_interrupted(const char *nsp, DateADT date)
@@ -364,18 +408,26 @@ snapshot_run_cancel(const char *nsp, int64 run_id)
 		return false;
 	}
 
-	/*
-	 * The pid was written by the run's worker, which holds the run's lock;
-	 * signal it only if it is still a run's worker (not a process that has
-	 * taken a recycled pid).
-	 */
-	{
-		const char *type = GetBackgroundWorkerTypeByPid(DatumGetInt32(pid));
+	signal_run_worker(DatumGetInt32(pid), SIGINT);
 
-		if (type != NULL && strcmp(type, "snapshot capture run") == 0)
-			(void) kill(DatumGetInt32(pid), SIGINT);
+	/*
+	 * The source owner's code can catch a query cancel and go on: after a
+	 * grace period the worker is terminated, and the run recorded here.
+	 */
+	if (!wait_for_run_end_within(run_id, SNAPSHOT_CANCEL_GRACE_MS))
+	{
+		ereport(LOG,
+				errmsg("run " INT64_FORMAT " did not end within %d ms of its cancel: terminating its worker",
+					   run_id, SNAPSHOT_CANCEL_GRACE_MS));
+		signal_run_worker(DatumGetInt32(pid), SIGTERM);
+		wait_for_run_end(run_id);
 	}
-	wait_for_run_end(run_id);
+	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'cancelled', reason = 'cancelled',"
+							  " finished_at = pg_catalog.clock_timestamp(),"
+							  " updated_at = pg_catalog.clock_timestamp()"
+							  " WHERE run_id OPERATOR(pg_catalog.=) $1"
+							  " AND status OPERATOR(pg_catalog.=) ANY ('{queued,running}')", nsp),
+					 1, types, values, NULL, false, SPI_OK_UPDATE);
 	return true;
 }
 

@@ -230,6 +230,56 @@ is($node->safe_psql('postgres',
 		"SELECT status, portfolios, captured FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
 	'succeeded|400|400', 'succeeded, every portfolio once');
 
+# the owner's view catches the cancel and goes on: cancel_capture waits a
+# grace period (5 s), then terminates the run's worker and records the run
+$node->safe_psql('postgres', q{
+CREATE TABLE stubborn (id uuid);
+CREATE OR REPLACE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM public.stubborn s WHERE s.id = run_gate_passes.id)
+       AND (SELECT a.query FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid())
+           LIKE 'snapshot capture run %: batch %' THEN
+        LOOP
+            BEGIN
+                PERFORM pg_catalog.pg_sleep(0.05);
+            EXCEPTION WHEN query_canceled THEN
+                RAISE LOG 'the owner''s view swallowed a cancel';
+            END;
+        END LOOP;
+    END IF;
+    RETURN true;
+END $$;});
+$node->safe_psql('postgres', "INSERT INTO stubborn VALUES ('" . portfolio_id(150) . "')");
+$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-06', 'stubborn')");
+ok($node->poll_query_until('postgres', qq{
+SELECT a.wait_event = 'PgSleep' FROM snapshot.capture_progress p JOIN pg_stat_activity a ON a.pid = p.worker_pid
+ WHERE p.run_id = $run_id}), 'a run whose owner\'s view swallows cancels is in that view');
+my $cancel_started = time;
+is($node->safe_psql('postgres', "SELECT snapshot.cancel_capture($run_id)"), 't',
+	'cancel_capture of that run returns');
+ok(time - $cancel_started >= 4, '... after its grace period');
+is($node->safe_psql('postgres',
+		"SELECT status, reason, portfolios FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
+	'cancelled|cancelled|100', '... the run recorded cancelled, with its committed batch');
+is($node->safe_psql('postgres',
+		"SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('snapshot capture run', 'snapshot valuation worker')"),
+	'0', '... and no process of the run left');
+$node->safe_psql('postgres', q{
+DROP TABLE stubborn;
+CREATE OR REPLACE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    IF EXISTS (SELECT FROM public.unlock_all) THEN
+        PERFORM pg_catalog.pg_advisory_unlock_all();
+    END IF;
+    IF EXISTS (SELECT FROM public.gate g WHERE g.portfolio_id = id AND g.leader_pid <> pg_catalog.pg_backend_pid())
+       AND (SELECT a.query FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid())
+           LIKE 'snapshot capture run %: batch %' THEN
+        PERFORM pg_catalog.pg_advisory_lock_shared(4242);
+        PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
+    END IF;
+    RETURN true;
+END $$;});
+
 # -- what the sources' owner can do during a run ----------------------------
 # its view releases every advisory lock of the worker: the run's own lock is
 # no advisory lock, so the run is not taken for dead
