@@ -373,12 +373,10 @@ snapshot_run_interrupted(const char *nsp, DateADT date)
 void
 snapshot_run_wait_for_date(const char *nsp, DateADT date)
 {
-	uint64		n;
-	int64	   *runs = active_runs(nsp, &date, false, &n);
+	int64		run_id;
 
-	for (uint64 i = 0; i < n; i++)
-		if (snapshot_run_is_alive(runs[i]))
-			wait_for_run_end(runs[i]);
+	while ((run_id = snapshot_run_active(nsp, date)) != 0)
+		wait_for_run_end(run_id);
 }
 
 /* See snapshot_run.h. */

@@ -105,6 +105,49 @@ queue_receive_error(CaptureSink *self, const pg_uuid_t *id, int sqlerrcode,
 }
 
 /*
+ * Attach to the segment whose handle is main_arg (the leader's, or the
+ * run's worker's) and find its ParallelShared.
+ */
+static ParallelShared *
+attach_segment(Datum main_arg, dsm_segment **seg, shm_toc **toc)
+{
+	*seg = dsm_attach(DatumGetUInt32(main_arg));
+	if (*seg == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("could not map the capture's dynamic shared memory segment"));
+	*toc = shm_toc_attach(SNAPSHOT_PARALLEL_MAGIC, dsm_segment_address(*seg));
+	if (*toc == NULL)
+		ereport(ERROR,
+				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				errmsg("the capture's shared memory segment has the wrong magic number"));
+	return shm_toc_lookup(*toc, SNAPSHOT_KEY_SHARED, false);
+}
+
+/*
+ * Take the next queue of the segment, become its sender and send this
+ * process's errors there; the queue's number, which is also its range's
+ * (a capture of all), or -1 when every queue is taken.
+ */
+static int
+take_queue(dsm_segment *seg, shm_toc *toc, ParallelShared *shared, shm_mq_handle **queue)
+{
+	int			slot;
+	shm_mq	   *mq;
+
+	SpinLockAcquire(&shared->mutex);
+	slot = shared->queues_taken < shared->nqueues ? shared->queues_taken++ : -1;
+	SpinLockRelease(&shared->mutex);
+	if (slot < 0)
+		return -1;
+	mq = shm_toc_lookup(toc, SNAPSHOT_KEY_QUEUE + slot, false);
+	shm_mq_set_sender(mq, MyProc);
+	*queue = shm_mq_attach(mq, seg, NULL);
+	pq_redirect_to_shm_mq(seg, *queue);
+	return slot;
+}
+
+/*
  * A valuation worker's main function: attach to the leader's segment, take
  * a queue, connect as the capture's user, restore the leader's snapshot and
  * settings, walk and value the queue's range, and say so.
@@ -117,7 +160,6 @@ snapshot_valuation_worker(Datum main_arg)
 	ParallelShared *shared;
 	SnapshotRange *ranges;
 	int			slot;
-	shm_mq	   *mq;
 	QueueSink	qs;
 	Snapshot	snapshot;
 	SnapshotConfig config;
@@ -129,33 +171,17 @@ snapshot_valuation_worker(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	seg = dsm_attach(DatumGetUInt32(main_arg));
-	if (seg == NULL)
-		ereport(ERROR,
-				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("could not map the capture's dynamic shared memory segment"));
-	toc = shm_toc_attach(SNAPSHOT_PARALLEL_MAGIC, dsm_segment_address(seg));
-	if (toc == NULL)
-		ereport(ERROR,
-				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("the capture's shared memory segment has the wrong magic number"));
-	shared = shm_toc_lookup(toc, SNAPSHOT_KEY_SHARED, false);
+	shared = attach_segment(main_arg, &seg, &toc);
 
 	/* a leader that has already gone needs nothing more */
 	if (!BecomeLockGroupMember(shared->leader, shared->leader_pid))
 		proc_exit(0);
-	SpinLockAcquire(&shared->mutex);
-	slot = shared->queues_taken < shared->nqueues ? shared->queues_taken++ : -1;
-	SpinLockRelease(&shared->mutex);
-	if (slot < 0)
-		proc_exit(0);
-	mq = shm_toc_lookup(toc, SNAPSHOT_KEY_QUEUE + slot, false);
-	shm_mq_set_sender(mq, MyProc);
 	memset(&qs, 0, sizeof(qs));
 	qs.sink.receive_row = queue_receive_row;
 	qs.sink.receive_error = queue_receive_error;
-	qs.queue = shm_mq_attach(mq, seg, NULL);
-	pq_redirect_to_shm_mq(seg, qs.queue);
+	slot = take_queue(seg, toc, shared, &qs.queue);
+	if (slot < 0)
+		proc_exit(0);
 	ranges = shm_toc_lookup(toc, SNAPSHOT_KEY_RANGES, false);
 
 	BackgroundWorkerInitializeConnectionByOid(shared->dboid, shared->userid,
@@ -218,8 +244,6 @@ snapshot_batch_worker(Datum main_arg)
 	shm_toc    *toc;
 	ParallelShared *shared;
 	BatchPlan  *plan;
-	int			slot;
-	shm_mq	   *mq;
 	shm_mq_handle *queue;
 	BatchRunner br;
 	bool		failed;
@@ -227,26 +251,9 @@ snapshot_batch_worker(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 
-	seg = dsm_attach(DatumGetUInt32(main_arg));
-	if (seg == NULL)
-		ereport(ERROR,
-				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("could not map the run's dynamic shared memory segment"));
-	toc = shm_toc_attach(SNAPSHOT_PARALLEL_MAGIC, dsm_segment_address(seg));
-	if (toc == NULL)
-		ereport(ERROR,
-				errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				errmsg("the run's shared memory segment has the wrong magic number"));
-	shared = shm_toc_lookup(toc, SNAPSHOT_KEY_SHARED, false);
-	SpinLockAcquire(&shared->mutex);
-	slot = shared->queues_taken < shared->nqueues ? shared->queues_taken++ : -1;
-	SpinLockRelease(&shared->mutex);
-	if (slot < 0)
+	shared = attach_segment(main_arg, &seg, &toc);
+	if (take_queue(seg, toc, shared, &queue) < 0)
 		proc_exit(0);
-	mq = shm_toc_lookup(toc, SNAPSHOT_KEY_QUEUE + slot, false);
-	shm_mq_set_sender(mq, MyProc);
-	queue = shm_mq_attach(mq, seg, NULL);
-	pq_redirect_to_shm_mq(seg, queue);
 	plan = shm_toc_lookup(toc, SNAPSHOT_KEY_BATCHES, false);
 
 	BackgroundWorkerInitializeConnectionByOid(shared->dboid, shared->userid,

@@ -20,13 +20,13 @@ use PostgreSQL::Test::Utils;
 use SnapshotTest;
 use Test::More;
 
-my $node = snapshot_node('runs', conf => ['max_worker_processes = 8', 'restart_after_crash = on']);
-$node->safe_psql('postgres', q{
-SET client_min_messages = warning;
-CREATE TABLE unlock_all (armed boolean);
-CREATE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
+# the gate: in a run's process walking a batch, the portfolio the table gate
+# names waits for advisory lock 4242 (held by the test's holder session);
+# an owner's view may also release every advisory lock of the process
+# reading it (table unlock_all)
+my $run_gate_function = q{
+CREATE OR REPLACE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql COST 100000 AS $$
 BEGIN
-    -- an owner's view may release every advisory lock of the process reading it
     IF EXISTS (SELECT FROM public.unlock_all) THEN
         PERFORM pg_catalog.pg_advisory_unlock_all();
     END IF;
@@ -37,10 +37,16 @@ BEGIN
         PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
     END IF;
     RETURN true;
-END $$;
+END $$;};
+
+my $node = snapshot_node('runs', conf => ['max_worker_processes = 8', 'restart_after_crash = on']);
+$node->safe_psql('postgres', q{
+SET client_min_messages = warning;
+CREATE TABLE unlock_all (armed boolean);
+}
+. $run_gate_function . q{
 CREATE VIEW portfolios_run_gated AS SELECT id, base_currency FROM portfolios WHERE run_gate_passes(id);
 SELECT snapshot.snapshot_configure(portfolios => 'portfolios_run_gated');
-ALTER FUNCTION run_gate_passes(uuid) COST 100000;
 ALTER DATABASE postgres SET snapshot.commit_every = 100;
 -- runs value in their own worker here (the gate stops that worker); valuation
 -- workers in runs are tested at the end
@@ -265,20 +271,8 @@ is($node->safe_psql('postgres',
 		"SELECT count(*) FROM pg_stat_activity WHERE backend_type IN ('snapshot capture run', 'snapshot valuation worker')"),
 	'0', '... and no process of the run left');
 $node->safe_psql('postgres', q{
-DROP TABLE stubborn;
-CREATE OR REPLACE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT FROM public.unlock_all) THEN
-        PERFORM pg_catalog.pg_advisory_unlock_all();
-    END IF;
-    IF EXISTS (SELECT FROM public.gate g WHERE g.portfolio_id = id AND g.leader_pid <> pg_catalog.pg_backend_pid())
-       AND (SELECT a.query FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid())
-           LIKE 'snapshot capture run %: batch %' THEN
-        PERFORM pg_catalog.pg_advisory_lock_shared(4242);
-        PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
-    END IF;
-    RETURN true;
-END $$;});
+DROP TABLE stubborn;});
+$node->safe_psql('postgres', $run_gate_function);
 
 # -- what the sources' owner can do during a run ----------------------------
 # its view releases every advisory lock of the worker: the run's own lock is
@@ -452,17 +446,7 @@ is($node->safe_psql('postgres', "SELECT status, left(reason, 20), length(reason)
 is($node->safe_psql('postgres', $committed_prefix . $run_id), 't',
 	'... keeping exactly the batches committed before it');
 $node->safe_psql('postgres', 'DELETE FROM gate');
-$node->safe_psql('postgres', q{
-CREATE OR REPLACE FUNCTION run_gate_passes(id uuid) RETURNS boolean LANGUAGE plpgsql AS $$
-BEGIN
-    IF EXISTS (SELECT FROM public.gate g WHERE g.portfolio_id = id AND g.leader_pid <> pg_catalog.pg_backend_pid())
-       AND (SELECT a.query FROM pg_catalog.pg_stat_activity a WHERE a.pid = pg_catalog.pg_backend_pid())
-           LIKE 'snapshot capture run %: batch %' THEN
-        PERFORM pg_catalog.pg_advisory_lock_shared(4242);
-        PERFORM pg_catalog.pg_advisory_unlock_shared(4242);
-    END IF;
-    RETURN true;
-END $$;});
+$node->safe_psql('postgres', $run_gate_function);
 $node->safe_psql('postgres', 'ALTER DATABASE postgres SET snapshot.portfolios_per_worker = 1000000');
 my $parallel_run = $run_id;
 my $newer = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-05', 'newer')");
