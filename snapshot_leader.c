@@ -543,6 +543,27 @@ poll_batch_queues(shm_mq_handle **queues, int n, const WorkerSet *ws)
 	return live;
 }
 
+/*
+ * Take and commit the batches of plan that remain, in this process alone
+ * (no worker lives), then check that every batch committed: a worker that
+ * failed said why on its queue, which was read before.
+ */
+static void
+run_batches_alone(BatchPlan *plan, BatchRunner *br)
+{
+	bool		failed = false;
+	int			batch;
+
+	while (!failed && snapshot_run_next_batch(plan, br, &failed))
+		CHECK_FOR_INTERRUPTS();
+	if (!snapshot_batches_committed(plan, &batch))
+		ereport(ERROR,
+				errcode(ERRCODE_INTERNAL_ERROR),
+				errmsg("batch %d of %d of run " INT64_FORMAT " was not committed",
+					   batch + 1, plan->nbatches, br->run_id),
+				errhint("The server log may say why."));
+}
+
 /* A batch worker's queue carries only its errors and notices. */
 #define SNAPSHOT_BATCH_QUEUE ((Size) 64 * 1024)
 
@@ -561,17 +582,10 @@ snapshot_run_batches(BatchPlan *local, BatchRunner *br, int nworkers)
 	shm_mq_handle **queues;
 	MemoryContext old;
 	volatile int started = 0;
-	bool		failed = false;
-	int			batch;
 
 	if (nworkers <= 0)
 	{
-		/* alone: the batches commit in order by themselves */
-		while (snapshot_run_next_batch(local, br, &failed))
-			CHECK_FOR_INTERRUPTS();
-		if (!snapshot_batches_committed(local, &batch))
-			elog(ERROR, "snapshot: batch %d of run " INT64_FORMAT " was not committed",
-				 batch + 1, br->run_id);
+		run_batches_alone(local, br);
 		return 0;
 	}
 
@@ -637,17 +651,8 @@ snapshot_run_batches(BatchPlan *local, BatchRunner *br, int nworkers)
 			if (ws->handles[i] != NULL)
 				(void) WaitForBackgroundWorkerShutdown(ws->handles[i]);
 
-		/* what no worker took (none started, or they left early), alone */
-		while (!failed && snapshot_run_next_batch(plan, br, &failed))
-			CHECK_FOR_INTERRUPTS();
-
-		/* a worker that failed said why on its queue, raised above */
-		if (!snapshot_batches_committed(plan, &batch))
-			ereport(ERROR,
-					errcode(ERRCODE_INTERNAL_ERROR),
-					errmsg("batch %d of %d of run " INT64_FORMAT " was not committed",
-						   batch + 1, plan->nbatches, br->run_id),
-					errhint("The server log may say why."));
+		/* what no worker took (none started, or they left early) */
+		run_batches_alone(plan, br);
 	}
 	PG_CATCH();
 	{

@@ -299,6 +299,27 @@ wait_for_run_end(int64 run_id)
 }
 
 /*
+ * Record run_id as ended with status and reason, unless it has ended
+ * already (its worker recorded it, or the reaper did).  Runs inside SPI.
+ */
+static void
+record_run_end(const char *nsp, int64 run_id, const char *status, const char *reason)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+
+	values[0] = Int64GetDatum(run_id);
+	values[1] = CStringGetTextDatum(status);
+	values[2] = CStringGetTextDatum(reason);
+	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = $2, reason = $3,"
+							  " finished_at = pg_catalog.clock_timestamp(),"
+							  " updated_at = pg_catalog.clock_timestamp()"
+							  " WHERE run_id OPERATOR(pg_catalog.=) $1"
+							  " AND status OPERATOR(pg_catalog.=) ANY ('{queued,running}')", nsp),
+					 3, types, values, NULL, false, SPI_OK_UPDATE);
+}
+
+/*
  * Wait until run_id's lock is free (its worker has ended) for at most
  * timeout_ms; whether it is.
  */
@@ -420,12 +441,7 @@ snapshot_run_cancel(const char *nsp, int64 run_id)
 		signal_run_worker(DatumGetInt32(pid), SIGTERM);
 		wait_for_run_end(run_id);
 	}
-	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = 'cancelled', reason = 'cancelled',"
-							  " finished_at = pg_catalog.clock_timestamp(),"
-							  " updated_at = pg_catalog.clock_timestamp()"
-							  " WHERE run_id OPERATOR(pg_catalog.=) $1"
-							  " AND status OPERATOR(pg_catalog.=) ANY ('{queued,running}')", nsp),
-					 1, types, values, NULL, false, SPI_OK_UPDATE);
+	record_run_end(nsp, run_id, "cancelled", "cancelled");
 	return true;
 }
 
@@ -953,18 +969,12 @@ finish_run(RunWork *rw)
 static void
 record_end(RunWork *rw, ErrorData *edata)
 {
-	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
-	Datum		values[3];
 	bool		cancelled = edata->sqlerrcode == ERRCODE_QUERY_CANCELED;
 	char		reason[SNAPSHOT_REASON_LEN];
 
 	SpinLockAcquire(&rw->shared->mutex);
 	strlcpy(reason, rw->shared->cancel_reason, sizeof(reason));
 	SpinLockRelease(&rw->shared->mutex);
-	values[0] = Int64GetDatum(rw->run_id);
-	values[1] = CStringGetTextDatum(cancelled ? "cancelled" : "failed");
-	values[2] = CStringGetTextDatum(cancelled ? (reason[0] ? reason : "cancelled")
-									: edata->message ? edata->message : "unknown error");
 
 	/* the cancel is done with: a second one must not stop the recording */
 	QueryCancelPending = false;
@@ -972,11 +982,9 @@ record_end(RunWork *rw, ErrorData *edata)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "snapshot: SPI_connect failed");
 	PushActiveSnapshot(GetTransactionSnapshot());
-	snapshot_spi_run(psprintf("UPDATE %s.snapshot_runs SET status = $2, reason = $3,"
-							  " finished_at = pg_catalog.clock_timestamp(),"
-							  " updated_at = pg_catalog.clock_timestamp()"
-							  " WHERE run_id OPERATOR(pg_catalog.=) $1", rw->nsp),
-					 3, types, values, NULL, false, SPI_OK_UPDATE);
+	record_run_end(rw->nsp, rw->run_id, cancelled ? "cancelled" : "failed",
+				   cancelled ? (reason[0] ? reason : "cancelled")
+				   : edata->message ? edata->message : "unknown error");
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

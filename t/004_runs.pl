@@ -310,7 +310,7 @@ $run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-0
 ok(wait_for_end($run_id), 'a run with valuation workers ends');
 is(run_row($run_id) . '|' . $node->safe_psql('postgres', "SELECT workers FROM snapshot.snapshot_runs WHERE run_id = $run_id"),
 	'succeeded|-|400|400|0|400|' . portfolio_id(400) . '|2',
-	'batches taken and committed by two valuation workers, every portfolio once');
+	'two valuation workers started, every portfolio once (that they take and commit the batches: below)');
 is($node->safe_psql('postgres', $figures), $reference,
 	'with exactly the figures of a capture without them');
 
