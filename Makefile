@@ -23,7 +23,7 @@ PGFILEDESC = "snapshot - daily portfolio valuation snapshots"
 # by pg_isolation_regress; TAP tests with PostgreSQL::Test::Cluster for what
 # needs process control (t/*.pl; they start clusters of their own, so run
 # them as the user that may run the server: scripts/test.sh does).
-REGRESS = configure valuation amounts cash ledgers fx prices errors isolation inputs security attacks limits attacks_sessions performance dump fallback upgrade parallel
+REGRESS = configure valuation amounts cash ledgers fx prices errors isolation inputs security attacks limits writes attacks_sessions performance dump fallback upgrade parallel
 REGRESS_OPTS = --load-extension=plpgsql
 ISOLATION = concurrency fallback_wait lock_queue run_writes
 TAP_TESTS = 1

@@ -339,7 +339,7 @@ capture_run(Capture *cap, const char *triggered_by, int64 run_id, bool wrote_bef
 									   &cap->config.rules, run_id);
 	snapshot_ensure_partitions(cap->nspid, cap->nsp, date);
 	snapshot_writer_begin(&cap->writer, cap->nsp, date, run_id, metadata,
-						  single ? -1 : cap->total);
+						  single ? -1 : cap->total, !single);
 	if (nworkers > 0)
 		cap->workers = snapshot_walk_parallel(&cap->walk, &cap->md, &cap->skipped_market,
 											  nworkers, cap->total, cap->nspid);

@@ -207,7 +207,7 @@ snapshot_run_next_batch(BatchPlan *plan, BatchRunner *br, bool *earlier_failed)
 
 	metadata = snapshot_build_metadata(br->triggered_by, config.cost_method_name,
 									   &config.rules, br->run_id);
-	snapshot_writer_begin(&writer, br->nsp, br->snapshot_date, br->run_id, metadata, -1);
+	snapshot_writer_begin(&writer, br->nsp, br->snapshot_date, br->run_id, metadata, -1, true);
 	memset(&walk, 0, sizeof(walk));
 	walk.config = &config;
 	walk.md = &br->md;

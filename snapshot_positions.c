@@ -135,6 +135,37 @@ snapshot_positions_start(PositionsWriter *w, int n)
 }
 
 /*
+ * The keys of a position's object, laid out once: their bytes, and their
+ * JEntries (each key's length; the first, at JB_OFFSET_STRIDE, its end).
+ */
+static struct
+{
+	bool		ready;
+	int			len;			/* bytes of the keys */
+	JEntry		entries[POSITION_KEYS];
+	char		data[POSITION_KEYS * 16];
+}			key_block;
+
+static void
+build_key_block(void)
+{
+	int			total = 0;
+
+	for (int i = 0; i < POSITION_KEYS; i++)
+	{
+		int			len = strlen(position_keys[i].key);
+
+		Assert(total + len <= (int) sizeof(key_block.data));
+		memcpy(key_block.data + total, position_keys[i].key, len);
+		total += len;
+		key_block.entries[i] = (i % JB_OFFSET_STRIDE) == 0
+			? (JEntry) (JENTRY_ISSTRING | total | JENTRY_HAS_OFF) : (JEntry) (JENTRY_ISSTRING | len);
+	}
+	key_block.len = total;
+	key_block.ready = true;
+}
+
+/*
  * Append the next position's object: its values by key.
  */
 void
@@ -144,20 +175,18 @@ snapshot_positions_add(PositionsWriter *w, const void *const values[POSITION_KEY
 	int			start = buf->len;
 	uint32		header = POSITION_KEYS | JB_FOBJECT;
 	int			entries;
-	int			total = 0;
+	int			total;
 
 	if (w->added >= w->n)
 		elog(ERROR, "snapshot: more positions written than announced");
+	if (!key_block.ready)
+		build_key_block();
 	jsonb_pad(buf);
 	appendBinaryStringInfo(buf, (char *) &header, sizeof(uint32));
 	entries = jsonb_reserve(buf, 2 * POSITION_KEYS);
-	for (int i = 0; i < POSITION_KEYS; i++)
-	{
-		int			len = strlen(position_keys[i].key);
-
-		appendBinaryStringInfo(buf, position_keys[i].key, len);
-		jsonb_entry(buf, entries, i, JENTRY_ISSTRING, len, &total);
-	}
+	memcpy(buf->data + entries, key_block.entries, sizeof(key_block.entries));
+	appendBinaryStringInfo(buf, key_block.data, key_block.len);
+	total = key_block.len;
 	for (int i = 0; i < POSITION_KEYS; i++)
 	{
 		int			j = i + POSITION_KEYS;

@@ -25,6 +25,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/resowner.h"
 
 #include "snapshot_writer.h"
 
@@ -34,6 +35,9 @@
  * may take.
  */
 #define SNAPSHOT_BATCH_BYTES ((Size) 32 * 1024 * 1024)
+
+/* The most plain inserts a writer tries, each in a subtransaction. */
+#define SNAPSHOT_MAX_INSERTS 32
 
 int			snapshot_batch_size = 1000;
 
@@ -179,24 +183,27 @@ snapshot_ensure_partitions(Oid nspid, const char *nsp, DateADT d)
 }
 
 /*
- * Prepare the upsert of a batch of snapshots: one statement per batch, the
+ * Prepare the write of a batch of snapshots: one statement per batch, the
  * rows passed as parallel arrays, one per column of the row descriptor
- * ($5 on).  The date's partition must exist.
+ * ($5 on).  The upsert replaces a snapshot the date already has; the plain
+ * insert (upsert false) is the same statement without ON CONFLICT.  The
+ * date's partition must exist.
  */
-static void
-prepare_upsert(SnapshotWriter *w)
+static SPIPlanPtr
+prepare_write(SnapshotWriter *w, bool upsert)
 {
 	Oid			types[4 + SNAPSHOT_COLUMNS] = {DATEOID, INT8OID, JSONBOID, TIMESTAMPTZOID};
 	StringInfoData sql;
 	StringInfoData select;
 	StringInfoData update;
+	SPIPlanPtr	plan;
 
 	initStringInfo(&sql);
 	initStringInfo(&select);
 	initStringInfo(&update);
 
 	/*
-	 * Every row of a capture has the same date, so the upsert goes straight
+	 * Every row of a capture has the same date, so the write goes straight
 	 * to that month's partition and its primary key arbitrates conflicts.
 	 * The arrays are unnested in the select list (in lockstep), which
 	 * streams the rows; unnest in FROM would first copy the whole batch into
@@ -217,13 +224,17 @@ prepare_upsert(SnapshotWriter *w)
 		if (c != SNAP_PORTFOLIO_ID)
 			appendStringInfo(&update, ", %s = EXCLUDED.%s", column, column);
 	}
-	appendStringInfo(&sql, ") %s ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET %s",
-					 select.data, update.data);
+	appendStringInfo(&sql, ") %s", select.data);
+	if (upsert)
+		appendStringInfo(&sql, " ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET %s",
+						 update.data);
 
-	w->upsert_plan = SPI_prepare(sql.data, 4 + SNAPSHOT_COLUMNS, types);
-	if (w->upsert_plan == NULL)
+	/* the same plan for every batch: a custom plan per batch gains nothing */
+	plan = SPI_prepare_cursor(sql.data, 4 + SNAPSHOT_COLUMNS, types, CURSOR_OPT_GENERIC_PLAN);
+	if (plan == NULL)
 		elog(ERROR, "snapshot: SPI_prepare failed (%s) for: %s",
 			 SPI_result_code_string(SPI_result), sql.data);
+	return plan;
 }
 
 /*
@@ -358,14 +369,63 @@ snapshot_report_progress(const SnapshotWriter *w)
 }
 
 /*
- * Write the batch with one upsert and report progress.
+ * Write the batch with a plain insert, in a subtransaction; false, with
+ * nothing written, when a snapshot of the batch exists already (23505).
+ * Any other error is raised.
+ */
+static bool
+insert_batch(SnapshotWriter *w, Datum *values, const char *nulls)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	volatile bool inserted = true;
+
+	if (w->insert_plan == NULL)
+		w->insert_plan = prepare_write(w, false);
+	w->inserts++;
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		int			rc = SPI_execute_plan(w->insert_plan, values, nulls, false, 0);
+
+		if (rc != SPI_OK_INSERT)
+			elog(ERROR, "snapshot: insert of snapshots returned %s", SPI_result_code_string(rc));
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(cxt);
+		CurrentResourceOwner = owner;
+		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
+			ReThrowError(edata);
+		inserted = false;
+	}
+	PG_END_TRY();
+	return inserted;
+}
+
+/*
+ * Write the batch and report progress.  A writer of new snapshots tries a
+ * plain insert first, which costs less than the upsert (no index probe
+ * before each row, no speculative insertion); once a snapshot of the date
+ * turns out to exist, or after SNAPSHOT_MAX_INSERTS tries, it upserts.  The
+ * bound keeps the subtransactions that took an XID within what each backend
+ * caches (64), so other sessions' snapshots stay cheap.
  */
 void
 snapshot_writer_flush(SnapshotWriter *w)
 {
 	Datum		values[4 + SNAPSHOT_COLUMNS];
 	char		nulls[4 + SNAPSHOT_COLUMNS];
-	int			rc;
 
 	if (w->nbatch > 0)
 	{
@@ -378,10 +438,19 @@ snapshot_writer_flush(SnapshotWriter *w)
 		for (int i = 0; i < SNAPSHOT_COLUMNS; i++)
 			values[4 + i] = batch_column_array(&w->batch[i], w->nbatch);
 
-		rc = SPI_execute_plan(w->upsert_plan, values, nulls, false, 0);
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "snapshot: upsert of snapshots returned %s",
-				 SPI_result_code_string(rc));
+		if (!w->insert_first || w->inserts >= SNAPSHOT_MAX_INSERTS ||
+			!insert_batch(w, values, nulls))
+		{
+			int			rc;
+
+			w->insert_first = false;	/* the date has snapshots already */
+			if (w->upsert_plan == NULL)
+				w->upsert_plan = prepare_write(w, true);
+			rc = SPI_execute_plan(w->upsert_plan, values, nulls, false, 0);
+			if (rc != SPI_OK_INSERT)
+				elog(ERROR, "snapshot: upsert of snapshots returned %s",
+					 SPI_result_code_string(rc));
+		}
 		w->nbatch = 0;
 		w->batch_bytes = 0;
 		for (int i = 0; i < SNAPSHOT_COLUMNS; i++)
@@ -423,7 +492,7 @@ writer_receive_error(CaptureSink *self, const pg_uuid_t *portfolio_id, int sqler
  */
 void
 snapshot_writer_begin(SnapshotWriter *w, const char *nsp, DateADT date, int64 run_id,
-					  Datum metadata, int64 total)
+					  Datum metadata, int64 total, bool insert_first)
 {
 	memset(w, 0, sizeof(SnapshotWriter));
 	w->sink.receive_row = writer_receive_row;
@@ -436,7 +505,7 @@ snapshot_writer_begin(SnapshotWriter *w, const char *nsp, DateADT date, int64 ru
 	w->total = total;
 	w->batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot batch",
 										 ALLOCSET_DEFAULT_SIZES);
-	prepare_upsert(w);
+	w->insert_first = insert_first;
 	batch_init(w);
 	if (total >= 0)
 		snapshot_report_progress(w);

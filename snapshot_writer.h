@@ -59,6 +59,9 @@ typedef struct SnapshotWriter
 	int64		total;			/* portfolios expected, for progress; -1: none shown */
 
 	MemoryContext batch_cxt;
+	bool		insert_first;	/* try a plain insert: the snapshots are new */
+	int			inserts;		/* plain inserts tried */
+	SPIPlanPtr	insert_plan;	/* prepared when first used */
 	SPIPlanPtr	upsert_plan;
 	int			nbatch;
 	Size		batch_bytes;	/* of the values in the batch */
@@ -89,9 +92,12 @@ extern Datum snapshot_build_metadata(const char *triggered_by, const char *cost_
 /*
  * Start a writer of date's snapshots (its partition exists) for run_id;
  * total >= 0 shows progress in pg_stat_activity at every batch.
+ * insert_first: the snapshots are most likely new (a capture of all), so
+ * the writer tries a plain insert before it upserts.
  */
 extern void snapshot_writer_begin(SnapshotWriter *w, const char *nsp, DateADT date,
-								  int64 run_id, Datum metadata, int64 total);
+								  int64 run_id, Datum metadata, int64 total,
+								  bool insert_first);
 extern void snapshot_writer_flush(SnapshotWriter *w);
 extern void snapshot_report_progress(const SnapshotWriter *w);
 

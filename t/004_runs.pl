@@ -65,6 +65,18 @@ SELECT md5(string_agg(format('%s %s %s %s %s %s %s %s %s %s %s %s %s %s %s %s %s
 # the figures of an uninterrupted capture of the same data, then forgotten
 $node->safe_psql('postgres', "SELECT snapshot.capture_all_snapshots('2026-03-05', 'reference')");
 my $reference = $node->safe_psql('postgres', $figures);
+
+# a second run of the date replaces every snapshot: its batches' inserts meet
+# the first run's snapshots, and upsert instead
+my $second = $node->safe_psql('postgres',
+	"SELECT run_id || ' ' || status || ' ' || captured FROM snapshot.capture_all_snapshots('2026-03-05', 'again')");
+like($second, qr/^\d+ succeeded 400$/, 'a second run of a captured date succeeds');
+my ($second_id) = split / /, $second;
+is($node->safe_psql('postgres', $figures), $reference, '... with the same figures (md5)');
+is($node->safe_psql('postgres',
+		"SELECT count(*) || ' ' || count(*) FILTER (WHERE run_id = $second_id)"
+		  . " FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-05'"),
+	'400 400', '... one snapshot per portfolio, each replaced by the second run\'s');
 $node->safe_psql('postgres',
 	"DELETE FROM snapshot.portfolio_snapshots; DELETE FROM snapshot.snapshot_runs");
 
