@@ -17,8 +17,10 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
+#include "executor/tuptable.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/fmgrprotos.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -310,6 +312,137 @@ walk_filter(const SourceScope *scope, const char *column)
 }
 
 /*
+ * A fetched batch of a cursor's rows, received from the executor as the
+ * walk reads them: each row's values and nulls, with the data of its
+ * by-reference values copied end to end into blocks of the buffer's
+ * context, reset before each fetch.  (SPI's tuple table formed each row
+ * into a heap tuple, which the walk then deformed again.)
+ */
+#define ROW_BUFFER_BLOCK ((Size) 64 * 1024)
+
+struct RowBuffer
+{
+	DestReceiver pub;			/* first: the buffer is the receiver */
+	MemoryContext cxt;			/* the blocks; reset before each fetch */
+	int			ncols;
+	uint64		maxrows;
+	uint64		nrows;
+	Datum	   *values;			/* maxrows rows of ncols */
+	bool	   *nulls;
+	char	   *block;			/* the block being filled */
+	Size		used;
+	Size		size;
+	int16		typlen[SNAPSHOT_READER_COLUMNS];
+	bool		typbyval[SNAPSHOT_READER_COLUMNS];
+};
+
+/* A copy of a by-reference value in the buffer's current block. */
+static Datum
+buffer_copy(RowBuffer *b, Datum value, int16 typlen)
+{
+	Pointer		p = DatumGetPointer(value);
+	Size		len;
+	char	   *copy;
+
+	if (typlen == -1 && VARATT_IS_EXTERNAL_EXPANDED(p))
+	{
+		/* flattened, as a heap tuple would hold it */
+		MemoryContext old = MemoryContextSwitchTo(b->cxt);
+
+		value = datumCopy(value, false, -1);
+		MemoryContextSwitchTo(old);
+		return value;
+	}
+	len = typlen > 0 ? (Size) typlen : typlen == -1 ? VARSIZE_ANY(p) : strlen(p) + 1;
+	b->used = MAXALIGN(b->used);
+	if (b->block == NULL || b->used + len > b->size)
+	{
+		b->size = Max(ROW_BUFFER_BLOCK, MAXALIGN(len));
+		b->block = MemoryContextAlloc(b->cxt, b->size);
+		b->used = 0;
+	}
+	copy = b->block + b->used;
+	memcpy(copy, p, len);
+	b->used += len;
+	return PointerGetDatum(copy);
+}
+
+static bool
+buffer_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	RowBuffer  *b = (RowBuffer *) self;
+	Datum	   *values;
+	bool	   *nulls;
+
+	if (b->nrows >= b->maxrows)
+		elog(ERROR, "snapshot: a fetch returned more rows than it was asked for");
+	values = &b->values[b->nrows * b->ncols];
+	nulls = &b->nulls[b->nrows * b->ncols];
+	slot_getallattrs(slot);
+	for (int i = 0; i < b->ncols; i++)
+	{
+		nulls[i] = slot->tts_isnull[i];
+		values[i] = nulls[i] || b->typbyval[i] ? slot->tts_values[i]
+			: buffer_copy(b, slot->tts_values[i], b->typlen[i]);
+	}
+	b->nrows++;
+	return true;
+}
+
+static void
+buffer_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+	RowBuffer  *b = (RowBuffer *) self;
+
+	if (typeinfo->natts != b->ncols)
+		elog(ERROR, "snapshot: a source cursor returns %d columns, not %d",
+			 typeinfo->natts, b->ncols);
+}
+
+static void
+buffer_shutdown(DestReceiver *self)
+{
+}
+
+static void
+buffer_destroy(DestReceiver *self)
+{
+}
+
+/* A buffer for fetches of maxrows rows of the given column types. */
+static RowBuffer *
+buffer_create(const Oid *result_types, int ncols, long maxrows)
+{
+	RowBuffer  *b = palloc0(sizeof(RowBuffer));
+
+	Assert(ncols <= SNAPSHOT_READER_COLUMNS);
+	b->pub.receiveSlot = buffer_receive;
+	b->pub.rStartup = buffer_startup;
+	b->pub.rShutdown = buffer_shutdown;
+	b->pub.rDestroy = buffer_destroy;
+	b->pub.mydest = DestNone;
+	b->cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot fetched rows",
+								   ALLOCSET_DEFAULT_SIZES);
+	b->ncols = ncols;
+	b->maxrows = maxrows;
+	b->values = palloc(sizeof(Datum) * ncols * maxrows);
+	b->nulls = palloc(sizeof(bool) * ncols * maxrows);
+	for (int i = 0; i < ncols; i++)
+		get_typlenbyval(result_types[i], &b->typlen[i], &b->typbyval[i]);
+	return b;
+}
+
+/* Empty the buffer for the next fetch. */
+static void
+buffer_reset(RowBuffer *b)
+{
+	MemoryContextReset(b->cxt);
+	b->block = NULL;
+	b->used = b->size = 0;
+	b->nrows = 0;
+}
+
+/*
  * Open a no-scroll cursor for sql under the active snapshot; its rows have
  * the nresult types of result_types.
  */
@@ -319,35 +452,36 @@ reader_open(RowReader *r, Oid owner, const char *sql, int nargs, Oid *types,
 {
 	memset(r, 0, sizeof(RowReader));
 	r->fetch_rows = fetch_rows;
+	r->buffer = buffer_create(result_types, nresult, fetch_rows);
 	snapshot_source_cursor_open(&r->cursor, owner, sql, nargs, types, values,
 								result_types, nresult);
 }
 
 /*
- * Advance to the next row and deform it into r->values / r->nulls; false at
+ * Advance to the next row, pointing r->values / r->nulls at it; false at
  * the end.  Fetches the next batch when the current one is used up.
  */
 static bool
 reader_next_row(RowReader *r)
 {
-	if (r->next >= r->nrows)
+	RowBuffer  *b = r->buffer;
+
+	if (r->next >= b->nrows)
 	{
-		if (r->tuptable != NULL)
-			SPI_freetuptable(r->tuptable);
-		r->tuptable = NULL;
-		r->nrows = r->next = 0;
+		buffer_reset(b);
+		r->next = 0;
+		r->values = NULL;
+		r->nulls = NULL;
 		if (r->exhausted)
 			return false;
-		snapshot_source_cursor_fetch(&r->cursor, r->fetch_rows);
-		r->tuptable = SPI_tuptable;
-		r->nrows = SPI_processed;
-		r->exhausted = SPI_processed < (uint64) r->fetch_rows;
-		if (r->nrows == 0)
+		r->exhausted = snapshot_source_cursor_fetch(&r->cursor, r->fetch_rows, &b->pub)
+			< (uint64) r->fetch_rows;
+		if (b->nrows == 0)
 			return false;
-		Assert(r->tuptable->tupdesc->natts <= (int) lengthof(r->values));
 	}
-	heap_deform_tuple(r->tuptable->vals[r->next++], r->tuptable->tupdesc,
-					  r->values, r->nulls);
+	r->values = &b->values[r->next * b->ncols];
+	r->nulls = &b->nulls[r->next * b->ncols];
+	r->next++;
 	return true;
 }
 
@@ -367,9 +501,14 @@ snapshot_reader_next(RowReader *r, int64 *skipped)
 void
 snapshot_reader_close(RowReader *r)
 {
-	if (r->tuptable != NULL)
-		SPI_freetuptable(r->tuptable);
+	RowBuffer  *b = r->buffer;
+
 	snapshot_source_cursor_close(&r->cursor);
+	MemoryContextDelete(b->cxt);
+	pfree(b->values);
+	pfree(b->nulls);
+	pfree(b);
+	r->buffer = NULL;
 }
 
 /* a NULL pointer for SQL NULL, else a copy in the current context */

@@ -74,21 +74,22 @@ extern int	snapshot_split_every(const SnapshotConfig *config, const SnapshotRang
 
 /*
  * An ordered, read-only cursor over the sources, read in batches as their
- * owner, one deformed row at a time.  The current row's values point into
- * the fetched batch, valid until the next call to snapshot_reader_next().
+ * owner, one row at a time.  The current row's values point into the
+ * fetched batch, valid until the next call to snapshot_reader_next().
  */
 #define SNAPSHOT_READER_COLUMNS 9
+
+typedef struct RowBuffer RowBuffer;	/* a fetched batch (snapshot_reads.c) */
 
 typedef struct RowReader
 {
 	SourceCursor cursor;
 	long		fetch_rows;
-	SPITupleTable *tuptable;
-	uint64		nrows;
-	uint64		next;
+	RowBuffer  *buffer;
+	uint64		next;			/* the next row of the batch */
 	bool		exhausted;
-	Datum		values[SNAPSHOT_READER_COLUMNS];
-	bool		nulls[SNAPSHOT_READER_COLUMNS];
+	Datum	   *values;			/* the current row's */
+	bool	   *nulls;
 } RowReader;
 
 /*

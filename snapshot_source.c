@@ -46,6 +46,7 @@
 #include "parser/parse_coerce.h"
 #include "storage/lmgr.h"
 #include "storage/lock.h"
+#include "tcop/pquery.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/guc.h"
@@ -566,29 +567,32 @@ check_cursor(const SourceCursor *cursor)
 }
 
 /*
- * Fetch the next count rows of a source cursor as the owner, into
- * SPI_tuptable.  The cursor is checked before and after (it moved by the
- * rows returned, no more), and the rows' types after.
+ * Fetch the next count rows of a source cursor as the owner into dest;
+ * returns their number.  The cursor's row type is checked before, and the
+ * cursor before and after (it moved by the rows returned, no more).
  */
-void
-snapshot_source_cursor_fetch(SourceCursor *cursor, long count)
+uint64
+snapshot_source_cursor_fetch(SourceCursor *cursor, long count, DestReceiver *dest)
 {
 	OwnerSwitch sw;
 	TupleDesc	desc;
+	uint64		n;
 
 	check_cursor(cursor);
-	become_owner(cursor->owner, &sw);
-	SPI_cursor_fetch(cursor->portal, true, count);
-	restore_user(&sw);
-	cursor->position += SPI_processed;
-	check_cursor(cursor);
-	desc = SPI_tuptable->tupdesc;
-	if (desc->natts != cursor->ntypes)
-		elog(ERROR, "snapshot: a source cursor returned %d columns, not %d", desc->natts, cursor->ntypes);
+	desc = cursor->portal->tupDesc;
+	if (desc == NULL || desc->natts != cursor->ntypes)
+		elog(ERROR, "snapshot: a source cursor returns %d columns, not %d",
+			 desc ? desc->natts : 0, cursor->ntypes);
 	for (int i = 0; i < cursor->ntypes; i++)
 		if (TupleDescAttr(desc, i)->atttypid != cursor->types[i])
 			elog(ERROR, "snapshot: column %d of a source cursor has type %u, not %u",
 				 i + 1, TupleDescAttr(desc, i)->atttypid, cursor->types[i]);
+	become_owner(cursor->owner, &sw);
+	n = PortalRunFetch(cursor->portal, FETCH_FORWARD, count, dest);
+	restore_user(&sw);
+	cursor->position += n;
+	check_cursor(cursor);
+	return n;
 }
 
 /*

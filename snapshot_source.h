@@ -100,7 +100,8 @@ typedef struct SourceCursor
 extern void snapshot_source_cursor_open(SourceCursor *cursor, Oid owner, const char *sql,
 										int nargs, Oid *types, Datum *values,
 										const Oid *result_types, int nresult);
-extern void snapshot_source_cursor_fetch(SourceCursor *cursor, long count);
+extern uint64 snapshot_source_cursor_fetch(SourceCursor *cursor, long count,
+										   DestReceiver *dest);
 extern void snapshot_source_cursor_close(SourceCursor *cursor);
 
 #endif							/* SNAPSHOT_SOURCE_H */
