@@ -11,9 +11,14 @@
  */
 #include "postgres.h"
 
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
+#include "executor/executor.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -25,6 +30,10 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/regproc.h"
+#include "utils/rel.h"
+#include "utils/rls.h"
+#include "utils/acl.h"
 #include "utils/resowner.h"
 
 #include "snapshot_writer.h"
@@ -36,8 +45,27 @@
  */
 #define SNAPSHOT_BATCH_BYTES ((Size) 32 * 1024 * 1024)
 
-/* The most plain inserts a writer tries, each in a subtransaction. */
+/* The most direct inserts a writer makes, each in a subtransaction. */
 #define SNAPSHOT_MAX_INSERTS 32
+
+/* The columns of the direct write that are the capture's, not a row's */
+#define DIRECT_DATE (SNAPSHOT_COLUMNS + 1)
+#define DIRECT_RUN_ID (SNAPSHOT_COLUMNS + 2)
+#define DIRECT_METADATA (SNAPSHOT_COLUMNS + 3)
+#define DIRECT_CAPTURED_AT (SNAPSHOT_COLUMNS + 4)
+
+static const struct
+{
+	const char *name;
+	int			value;
+	Oid			type;
+}			direct_extras[] =
+{
+	{"snapshot_date", DIRECT_DATE, DATEOID},
+	{"run_id", DIRECT_RUN_ID, INT8OID},
+	{"metadata", DIRECT_METADATA, JSONBOID},
+	{"captured_at", DIRECT_CAPTURED_AT, TIMESTAMPTZOID},
+};
 
 int			snapshot_batch_size = 1000;
 
@@ -183,14 +211,12 @@ snapshot_ensure_partitions(Oid nspid, const char *nsp, DateADT d)
 }
 
 /*
- * Prepare the write of a batch of snapshots: one statement per batch, the
+ * Prepare the upsert of a batch of snapshots: one statement per batch, the
  * rows passed as parallel arrays, one per column of the row descriptor
- * ($5 on).  The upsert replaces a snapshot the date already has; the plain
- * insert (upsert false) is the same statement without ON CONFLICT.  The
- * date's partition must exist.
+ * ($5 on).  The date's partition must exist.
  */
 static SPIPlanPtr
-prepare_write(SnapshotWriter *w, bool upsert)
+prepare_upsert(SnapshotWriter *w)
 {
 	Oid			types[4 + SNAPSHOT_COLUMNS] = {DATEOID, INT8OID, JSONBOID, TIMESTAMPTZOID};
 	StringInfoData sql;
@@ -203,7 +229,7 @@ prepare_write(SnapshotWriter *w, bool upsert)
 	initStringInfo(&update);
 
 	/*
-	 * Every row of a capture has the same date, so the write goes straight
+	 * Every row of a capture has the same date, so the upsert goes straight
 	 * to that month's partition and its primary key arbitrates conflicts.
 	 * The arrays are unnested in the select list (in lockstep), which
 	 * streams the rows; unnest in FROM would first copy the whole batch into
@@ -224,10 +250,8 @@ prepare_write(SnapshotWriter *w, bool upsert)
 		if (c != SNAP_PORTFOLIO_ID)
 			appendStringInfo(&update, ", %s = EXCLUDED.%s", column, column);
 	}
-	appendStringInfo(&sql, ") %s", select.data);
-	if (upsert)
-		appendStringInfo(&sql, " ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET %s",
-						 update.data);
+	appendStringInfo(&sql, ") %s ON CONFLICT (portfolio_id, snapshot_date) DO UPDATE SET %s",
+					 select.data, update.data);
 
 	/* the same plan for every batch: a custom plan per batch gains nothing */
 	plan = SPI_prepare_cursor(sql.data, 4 + SNAPSHOT_COLUMNS, types, CURSOR_OPT_GENERIC_PLAN);
@@ -337,60 +361,202 @@ batch_column_array(BatchColumn *c, int nbatch)
 }
 
 /*
- * The writer's sink: add one valued portfolio to the batch, copying its
- * values; the batch is written once it holds snapshot.batch_size portfolios
- * or SNAPSHOT_BATCH_BYTES of values.
+ * The direct write.  While a capture's snapshots are new, its batches skip
+ * the executor: each row is formed into a tuple of the date's partition as
+ * it arrives, and a batch goes in with the table's multi-insert, its
+ * indexes maintained and its constraints checked as INSERT does.  That is
+ * only INSERT's meaning when nothing else would run on an insert into the
+ * partition, so it is used only for a plain table that has no triggers, no
+ * rules, no row security and no generated columns, whose columns are all
+ * ones the writer fills, and on which the capture may insert; otherwise
+ * every batch is upserted.
  */
+static bool
+direct_begin(SnapshotWriter *w)
+{
+	const char *partition = snapshot_month_of(w->snapshot_date).partition;
+	Oid			relid;
+	Relation	rel;
+	TupleDesc	desc;
+	bool		ok;
+
+	relid = DatumGetObjectId(DirectFunctionCall1(regclassin,
+												 CStringGetDatum(psprintf("%s.%s", w->nsp,
+																		  quote_identifier(partition)))));
+	/* the lock INSERT takes, kept until the transaction ends */
+	rel = table_open(relid, RowExclusiveLock);
+	desc = RelationGetDescr(rel);
+	ok = rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == NULL &&
+		rel->rd_rules == NULL && !(desc->constr && desc->constr->has_generated_stored) &&
+		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED &&
+		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK;
+
+	/* every column is one the writer fills, of the type it writes */
+	w->natts = desc->natts;
+	w->attnum = MemoryContextAlloc(w->batch_cxt, sizeof(int) * desc->natts);
+	for (int i = 0; ok && i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+		const char *name = NameStr(att->attname);
+		Oid			type = InvalidOid;
+
+		w->attnum[i] = -1;
+		if (att->attisdropped)
+			continue;
+		for (int c = 0; c < SNAPSHOT_COLUMNS; c++)
+			if (strcmp(name, snapshot_columns[c].name) == 0)
+			{
+				w->attnum[i] = c;
+				type = snapshot_column_type(c);
+			}
+		for (int e = 0; e < (int) lengthof(direct_extras); e++)
+			if (strcmp(name, direct_extras[e].name) == 0)
+			{
+				w->attnum[i] = direct_extras[e].value;
+				type = direct_extras[e].type;
+			}
+		ok = type == att->atttypid;
+	}
+	if (ok)
+	{
+		MemoryContext old = MemoryContextSwitchTo(w->batch_cxt);
+
+		w->partition = relid;
+		w->desc = CreateTupleDescCopy(desc);
+		w->values = palloc(sizeof(Datum) * desc->natts);
+		w->isnull = palloc(sizeof(bool) * desc->natts);
+		w->maxtuples = 64;
+		w->tuples = palloc(sizeof(HeapTuple) * w->maxtuples);
+		w->slots = palloc(sizeof(TupleTableSlot *) * w->maxtuples);
+		for (int i = 0; i < w->maxtuples; i++)
+			w->slots[i] = MakeSingleTupleTableSlot(w->desc, &TTSOpsHeapTuple);
+		MemoryContextSwitchTo(old);
+	}
+	table_close(rel, NoLock);
+	return ok;
+}
+
+/* A varlena of a row, int-aligned (a queue message's need not be). */
+static Datum
+aligned_varlena(const void *value)
+{
+	uint32		header;
+	void	   *copy;
+
+	if (((uintptr_t) value) % sizeof(uint32) == 0)
+		return PointerGetDatum(value);
+	memcpy(&header, value, sizeof(uint32));
+	copy = palloc(VARSIZE_4B(&header));
+	memcpy(copy, value, VARSIZE_4B(&header));
+	return PointerGetDatum(copy);
+}
+
+/* Form a row into a tuple of the partition, held until the batch is written. */
 static void
-writer_receive_row(CaptureSink *self, const SnapshotRow *row)
+direct_append(SnapshotWriter *w, const SnapshotRow *row)
 {
-	SnapshotWriter *w = (SnapshotWriter *) self;
+	MemoryContext old = MemoryContextSwitchTo(w->tuple_cxt);
+	HeapTuple	tuple;
 
-	for (int c = 0; c < SNAPSHOT_COLUMNS; c++)
-		w->batch_bytes += batch_append(&w->batch[c], snapshot_row_value(row, c));
-	w->nbatch++;
-	w->captured++;
-	if (w->nbatch >= snapshot_batch_size || w->batch_bytes >= SNAPSHOT_BATCH_BYTES)
-		snapshot_writer_flush(w);
+	for (int i = 0; i < w->natts; i++)
+	{
+		int			c = w->attnum[i];
+
+		w->isnull[i] = false;
+		switch (c)
+		{
+			case -1:
+				w->isnull[i] = true;	/* a dropped column */
+				break;
+			case DIRECT_DATE:
+				w->values[i] = DateADTGetDatum(w->snapshot_date);
+				break;
+			case DIRECT_RUN_ID:
+				w->values[i] = Int64GetDatum(w->run_id);
+				w->isnull[i] = w->run_id == 0;
+				break;
+			case DIRECT_METADATA:
+				w->values[i] = w->metadata;
+				break;
+			case DIRECT_CAPTURED_AT:
+				w->values[i] = TimestampTzGetDatum(w->captured_at);
+				break;
+			default:
+				switch (snapshot_columns[c].kind)
+				{
+					case SNAPSHOT_KIND_INT4:
+						w->values[i] = Int32GetDatum(row->ints[c]);
+						break;
+					case SNAPSHOT_KIND_UUID:
+						w->values[i] = UUIDPGetDatum((pg_uuid_t *) row->fields[c]);
+						break;
+					default:
+						w->values[i] = aligned_varlena(row->fields[c]);
+						break;
+				}
+		}
+	}
+	tuple = heap_form_tuple(w->desc, w->values, w->isnull);
+	if (w->nbatch >= w->maxtuples)
+	{
+		MemoryContextSwitchTo(w->batch_cxt);
+		w->tuples = repalloc(w->tuples, sizeof(HeapTuple) * w->maxtuples * 2);
+		w->slots = repalloc(w->slots, sizeof(TupleTableSlot *) * w->maxtuples * 2);
+		for (int i = w->maxtuples; i < w->maxtuples * 2; i++)
+			w->slots[i] = MakeSingleTupleTableSlot(w->desc, &TTSOpsHeapTuple);
+		w->maxtuples *= 2;
+		MemoryContextSwitchTo(w->tuple_cxt);
+	}
+	w->tuples[w->nbatch] = tuple;
+	w->batch_bytes += tuple->t_len;
+	MemoryContextSwitchTo(old);
 }
 
 /*
- * Show the run's progress in pg_stat_activity.query.
- */
-void
-snapshot_report_progress(const SnapshotWriter *w)
-{
-	char		activity[128];
-
-	snprintf(activity, sizeof(activity),
-			 "capture_all_snapshots: " INT64_FORMAT "/" INT64_FORMAT " portfolios",
-			 w->captured + w->failed, w->total);
-	pgstat_report_activity(STATE_RUNNING, activity);
-}
-
-/*
- * Write the batch with a plain insert, in a subtransaction; false, with
- * nothing written, when a snapshot of the batch exists already (23505).
+ * Insert the batch's tuples into the partition, in a subtransaction; false,
+ * with nothing written, when a snapshot of the batch exists already (23505).
  * Any other error is raised.
  */
 static bool
-insert_batch(SnapshotWriter *w, Datum *values, const char *nulls)
+insert_direct(SnapshotWriter *w)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	ResourceOwner owner = CurrentResourceOwner;
 	volatile bool inserted = true;
 
-	if (w->insert_plan == NULL)
-		w->insert_plan = prepare_write(w, false);
 	w->inserts++;
 	BeginInternalSubTransaction(NULL);
 	MemoryContextSwitchTo(cxt);
 	PG_TRY();
 	{
-		int			rc = SPI_execute_plan(w->insert_plan, values, nulls, false, 0);
+		Relation	rel = table_open(w->partition, RowExclusiveLock);
+		EState	   *estate = CreateExecutorState();
+		ResultRelInfo *rri = makeNode(ResultRelInfo);
+		TupleTableSlot **slots = w->slots;
 
-		if (rc != SPI_OK_INSERT)
-			elog(ERROR, "snapshot: insert of snapshots returned %s", SPI_result_code_string(rc));
+		InitResultRelInfo(rri, rel, 0, NULL, 0);
+		ExecOpenIndices(rri, false);
+		for (int i = 0; i < w->nbatch; i++)
+		{
+			ExecStoreHeapTuple(w->tuples[i], slots[i], false);
+			if (rel->rd_att->constr)
+				ExecConstraints(rri, slots[i], estate);
+		}
+		/* the rows share their date: the partition's bounds checked once */
+		if (rel->rd_rel->relispartition)
+			(void) ExecPartitionCheck(rri, slots[0], estate, true);
+		table_multi_insert(rel, slots, w->nbatch, GetCurrentCommandId(true), 0, NULL);
+		for (int i = 0; i < w->nbatch; i++)
+		{
+			list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL));
+			ResetPerTupleExprContext(estate);
+			ExecClearTuple(slots[i]);
+		}
+		ExecCloseIndices(rri);
+		FreeExecutorState(estate);
+		table_close(rel, NoLock);
+		CommandCounterIncrement();
+
 		ReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
@@ -413,48 +579,119 @@ insert_batch(SnapshotWriter *w, Datum *values, const char *nulls)
 	return inserted;
 }
 
+/* Move the batch's tuples into its columns, for the upsert. */
+static void
+tuples_to_columns(SnapshotWriter *w)
+{
+	for (int t = 0; t < w->nbatch; t++)
+	{
+		heap_deform_tuple(w->tuples[t], w->desc, w->values, w->isnull);
+		for (int i = 0; i < w->natts; i++)
+		{
+			int			c = w->attnum[i];
+			int32		v;
+
+			if (c < 0 || c >= SNAPSHOT_COLUMNS)
+				continue;
+			if (snapshot_columns[c].kind == SNAPSHOT_KIND_INT4)
+			{
+				v = DatumGetInt32(w->values[i]);
+				w->batch_bytes += batch_append(&w->batch[c], (const char *) &v);
+			}
+			else
+				w->batch_bytes += batch_append(&w->batch[c], DatumGetPointer(w->values[i]));
+		}
+	}
+}
+
 /*
- * Write the batch and report progress.  A writer of new snapshots tries a
- * plain insert first, which costs less than the upsert (no index probe
- * before each row, no speculative insertion); once a snapshot of the date
- * turns out to exist, or after SNAPSHOT_MAX_INSERTS tries, it upserts.  The
- * bound keeps the subtransactions that took an XID within what each backend
- * caches (64), so other sessions' snapshots stay cheap.
+ * The writer's sink: add one valued portfolio to the batch, copying its
+ * values; the batch is written once it holds snapshot.batch_size portfolios
+ * or SNAPSHOT_BATCH_BYTES of values.
+ */
+static void
+writer_receive_row(CaptureSink *self, const SnapshotRow *row)
+{
+	SnapshotWriter *w = (SnapshotWriter *) self;
+
+	if (w->direct)
+		direct_append(w, row);
+	else
+		for (int c = 0; c < SNAPSHOT_COLUMNS; c++)
+			w->batch_bytes += batch_append(&w->batch[c], snapshot_row_value(row, c));
+	w->nbatch++;
+	w->captured++;
+	if (w->nbatch >= snapshot_batch_size || w->batch_bytes >= SNAPSHOT_BATCH_BYTES)
+		snapshot_writer_flush(w);
+}
+
+/*
+ * Show the run's progress in pg_stat_activity.query.
+ */
+void
+snapshot_report_progress(const SnapshotWriter *w)
+{
+	char		activity[128];
+
+	snprintf(activity, sizeof(activity),
+			 "capture_all_snapshots: " INT64_FORMAT "/" INT64_FORMAT " portfolios",
+			 w->captured + w->failed, w->total);
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+/*
+ * Upsert the batch's columns: one statement, one row per element.
+ */
+static void
+upsert_batch(SnapshotWriter *w)
+{
+	Datum		values[4 + SNAPSHOT_COLUMNS];
+	char		nulls[4 + SNAPSHOT_COLUMNS];
+	int			rc;
+
+	memset(nulls, ' ', sizeof(nulls));
+	values[0] = DateADTGetDatum(w->snapshot_date);
+	values[1] = Int64GetDatum(w->run_id);
+	nulls[1] = w->run_id ? ' ' : 'n';
+	values[2] = w->metadata;
+	values[3] = TimestampTzGetDatum(w->captured_at);
+	for (int i = 0; i < SNAPSHOT_COLUMNS; i++)
+		values[4 + i] = batch_column_array(&w->batch[i], w->nbatch);
+	if (w->upsert_plan == NULL)
+		w->upsert_plan = prepare_upsert(w);
+	rc = SPI_execute_plan(w->upsert_plan, values, nulls, false, 0);
+	if (rc != SPI_OK_INSERT)
+		elog(ERROR, "snapshot: upsert of snapshots returned %s", SPI_result_code_string(rc));
+}
+
+/*
+ * Write the batch and report progress.  A writer of new snapshots inserts
+ * its batches straight into the partition (insert_direct()), each in a
+ * subtransaction; once a snapshot of the date turns out to exist, or after
+ * SNAPSHOT_MAX_INSERTS batches, it upserts.  The bound keeps the
+ * subtransactions that took an XID within what each backend caches (64), so
+ * other sessions' snapshots stay cheap.
  */
 void
 snapshot_writer_flush(SnapshotWriter *w)
 {
-	Datum		values[4 + SNAPSHOT_COLUMNS];
-	char		nulls[4 + SNAPSHOT_COLUMNS];
-
 	if (w->nbatch > 0)
 	{
-		memset(nulls, ' ', sizeof(nulls));
-		values[0] = DateADTGetDatum(w->snapshot_date);
-		values[1] = Int64GetDatum(w->run_id);
-		nulls[1] = w->run_id ? ' ' : 'n';
-		values[2] = w->metadata;
-		values[3] = TimestampTzGetDatum(w->captured_at);
-		for (int i = 0; i < SNAPSHOT_COLUMNS; i++)
-			values[4 + i] = batch_column_array(&w->batch[i], w->nbatch);
-
-		if (!w->insert_first || w->inserts >= SNAPSHOT_MAX_INSERTS ||
-			!insert_batch(w, values, nulls))
+		if (w->direct && !insert_direct(w))
 		{
-			int			rc;
-
-			w->insert_first = false;	/* the date has snapshots already */
-			if (w->upsert_plan == NULL)
-				w->upsert_plan = prepare_write(w, true);
-			rc = SPI_execute_plan(w->upsert_plan, values, nulls, false, 0);
-			if (rc != SPI_OK_INSERT)
-				elog(ERROR, "snapshot: upsert of snapshots returned %s",
-					 SPI_result_code_string(rc));
+			/* the date has snapshots already: this batch and the next upsert */
+			tuples_to_columns(w);
+			w->direct = false;
 		}
+		if (!w->direct)
+			upsert_batch(w);
+		else if (w->inserts >= SNAPSHOT_MAX_INSERTS)
+			w->direct = false;
 		w->nbatch = 0;
 		w->batch_bytes = 0;
 		for (int i = 0; i < SNAPSHOT_COLUMNS; i++)
 			w->batch[i].len = ARR_OVERHEAD_NONULLS(1);
+		MemoryContextReset(w->tuple_cxt);
 	}
 
 	if (w->total >= 0)
@@ -505,8 +742,10 @@ snapshot_writer_begin(SnapshotWriter *w, const char *nsp, DateADT date, int64 ru
 	w->total = total;
 	w->batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot batch",
 										 ALLOCSET_DEFAULT_SIZES);
-	w->insert_first = insert_first;
+	w->tuple_cxt = AllocSetContextCreate(w->batch_cxt, "snapshot batch tuples",
+										 ALLOCSET_DEFAULT_SIZES);
 	batch_init(w);
+	w->direct = insert_first && direct_begin(w);
 	if (total >= 0)
 		snapshot_report_progress(w);
 }

@@ -59,10 +59,21 @@ typedef struct SnapshotWriter
 	int64		total;			/* portfolios expected, for progress; -1: none shown */
 
 	MemoryContext batch_cxt;
-	bool		insert_first;	/* try a plain insert: the snapshots are new */
-	int			inserts;		/* plain inserts tried */
-	SPIPlanPtr	insert_plan;	/* prepared when first used */
-	SPIPlanPtr	upsert_plan;
+	SPIPlanPtr	upsert_plan;	/* prepared when first used */
+
+	/* the direct write of new snapshots (snapshot_writer.c) */
+	bool		direct;			/* rows are formed into tuples, inserted directly */
+	int			inserts;		/* direct inserts made */
+	Oid			partition;		/* the date's partition */
+	TupleDesc	desc;			/* its row type */
+	int			natts;
+	int		   *attnum;			/* per attribute, the value written */
+	Datum	   *values;			/* a row being formed */
+	bool	   *isnull;
+	MemoryContext tuple_cxt;	/* the batch's tuples; reset after each write */
+	HeapTuple  *tuples;
+	TupleTableSlot **slots;		/* one per tuple, kept from batch to batch */
+	int			maxtuples;
 	int			nbatch;
 	Size		batch_bytes;	/* of the values in the batch */
 	BatchColumn batch[SNAPSHOT_COLUMNS];
@@ -93,7 +104,7 @@ extern Datum snapshot_build_metadata(const char *triggered_by, const char *cost_
  * Start a writer of date's snapshots (its partition exists) for run_id;
  * total >= 0 shows progress in pg_stat_activity at every batch.
  * insert_first: the snapshots are most likely new (a capture of all), so
- * the writer tries a plain insert before it upserts.
+ * the writer inserts them directly until one turns out to exist.
  */
 extern void snapshot_writer_begin(SnapshotWriter *w, const char *nsp, DateADT date,
 								  int64 run_id, Datum metadata, int64 total,

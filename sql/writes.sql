@@ -1,15 +1,17 @@
--- writes: a capture of all writes its snapshots with a plain insert while
--- they are new, each write in a subtransaction of its own, and upserts from
--- the first write that meets a snapshot of the date, or after 32 inserts (so
--- that a transaction never holds more subtransaction ids than a backend
--- caches).  Every snapshot is written exactly once either way, an existing
--- one is replaced, and any other error of a write is raised.
+-- writes: a capture of all inserts its snapshots straight into the date's
+-- partition while they are new, each write in a subtransaction of its own,
+-- and upserts from the first write that meets a snapshot of the date, or
+-- after 32 inserts (so that a transaction never holds more subtransaction
+-- ids than a backend caches).  Every snapshot is written exactly once either
+-- way, an existing one is replaced, constraints hold, any other error of a
+-- write is raised, and a partition with a trigger or a column of the DBA's
+-- is always written by SQL.
 \i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(11);
+SELECT plan(17);
 
 -- 40 portfolios, the n-th with a deposit of n: its cash and net worth are n
 INSERT INTO portfolios (id, name, base_currency)
@@ -62,6 +64,31 @@ SELECT throws_ok($$SELECT snapshot.capture_all_snapshots('2026-03-07', 'writes')
     'a check constraint that a snapshot violates fails the capture, as it would the upsert');
 ROLLBACK TO SAVEPOINT checked;
 SELECT is((SELECT count(*) FROM snapshot.portfolio_snapshots), 80::bigint, 'the snapshots written before are kept');
+
+-- with a trigger on the snapshots, or a column the capture does not fill,
+-- every batch is upserted, as SQL would write it
+SAVEPOINT triggered;
+CREATE TABLE written (portfolio_id uuid);
+CREATE FUNCTION log_write() RETURNS trigger LANGUAGE plpgsql AS
+$$BEGIN INSERT INTO public.written VALUES (NEW.portfolio_id); RETURN NEW; END$$;
+CREATE TRIGGER log_write BEFORE INSERT ON snapshot.portfolio_snapshots FOR EACH ROW EXECUTE FUNCTION log_write();
+SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots('2026-03-08', 'writes')$$,
+    $$VALUES ('succeeded', 40)$$, 'a capture with a trigger on the snapshots succeeds');
+SELECT results_eq($$SELECT count(*), count(DISTINCT portfolio_id) FROM written$$, $$VALUES (40::bigint, 40::bigint)$$,
+    '... the trigger fired once for each snapshot');
+ROLLBACK TO SAVEPOINT triggered;
+SAVEPOINT noted;
+ALTER TABLE snapshot.portfolio_snapshots ADD COLUMN note text DEFAULT 'by default';
+SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots('2026-03-08', 'writes')$$,
+    $$VALUES ('succeeded', 40)$$, 'a capture with a column of the DBA''s on the snapshots succeeds');
+SELECT results_eq($$SELECT note, count(*), count(DISTINCT xmin::text) FROM snapshot.portfolio_snapshots
+                    WHERE snapshot_date = '2026-03-08' GROUP BY note$$,
+    $$VALUES ('by default', 40::bigint, 1::bigint)$$, '... which holds its default in every snapshot, all upserted');
+ROLLBACK TO SAVEPOINT noted;
+SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots('2026-03-09', 'writes')$$,
+    $$VALUES ('succeeded', 40)$$, 'without them, a capture succeeds');
+SELECT is((SELECT count(DISTINCT xmin::text) FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-09'),
+    20::bigint, '... its 20 writes of two portfolios direct inserts again');
 
 SELECT * FROM finish();
 ROLLBACK;
