@@ -19,6 +19,7 @@
 #include "executor/spi.h"
 #include "executor/tuptable.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/fmgrprotos.h"
@@ -608,20 +609,6 @@ snapshot_open_ledger(RowReader *r, const SnapshotConfig *config,
 				4, types, values, result_types, lengthof(result_types), fetch_rows);
 }
 
-void
-snapshot_open_portfolio_ids(RowReader *r, const SnapshotConfig *config, long fetch_rows)
-{
-	static const Oid result_types[] = {UUIDOID};
-	Oid			types[1] = {DATEOID};
-	Datum		values[1] = {DateADTGetDatum(0)};
-
-	reader_open(r, config->owner,
-				psprintf("SELECT p.id::pg_catalog.uuid FROM %s p"
-						 " WHERE p.id IS NOT NULL AND $1 IS NOT NULL ORDER BY 1",
-						 config->names[SOURCE_PORTFOLIOS]),
-				1, types, values, result_types, lengthof(result_types), fetch_rows);
-}
-
 /*
  * " AND p.id >= $n" / " AND p.id < $m" for the bounds a range has, with
  * their values appended to values[] from *nargs on.
@@ -649,6 +636,23 @@ range_filter(const SnapshotRange *range, Oid *types, Datum *values, int *nargs)
 	return f.data;
 }
 
+void
+snapshot_open_portfolio_ids(RowReader *r, const SnapshotConfig *config,
+							const SnapshotRange *within, long fetch_rows)
+{
+	static const Oid result_types[] = {UUIDOID};
+	Oid			types[2];
+	Datum		values[2];
+	int			nargs = 0;
+	char	   *filter = range_filter(within, types, values, &nargs);
+
+	reader_open(r, config->owner,
+				psprintf("SELECT p.id::pg_catalog.uuid FROM %s p"
+						 " WHERE p.id IS NOT NULL%s ORDER BY 1",
+						 config->names[SOURCE_PORTFOLIOS], filter),
+				nargs, types, values, result_types, lengthof(result_types), fetch_rows);
+}
+
 /* See snapshot_reads.h. */
 int64
 snapshot_count_portfolios(const SnapshotConfig *config, const SnapshotRange *within)
@@ -672,53 +676,47 @@ int
 snapshot_split_every(const SnapshotConfig *config, const SnapshotRange *within, int64 every,
 					 SnapshotRange **ranges)
 {
-	Oid			types[3] = {INT8OID};
-	Datum		values[3];
-	int			nargs = 1;
-	char	   *filter;
-	SnapshotRange *out;
+	RowReader	ids;
+	int64		count = 0;
+	int64		skipped = 0;
+	int			max = 16;
 	int			n = 1;
+	SnapshotRange *out = palloc0(sizeof(SnapshotRange) * max);
 
-	/* the ids at positions every + 1, 2 * every + 1, ... in one ordered pass */
-	values[0] = Int64GetDatum(Max(every, 1));
-	filter = range_filter(within, types, values, &nargs);
-	snapshot_source_query(config->owner,
-						  psprintf("SELECT s.id FROM (SELECT p.id::pg_catalog.uuid AS id,"
-								   " pg_catalog.row_number() OVER (ORDER BY p.id::pg_catalog.uuid) AS n"
-								   " FROM %s p WHERE p.id IS NOT NULL%s) s"
-								   " WHERE s.n OPERATOR(pg_catalog.>) $1"
-								   " AND (s.n OPERATOR(pg_catalog.-) 1) OPERATOR(pg_catalog.%%) $1"
-								   " OPERATOR(pg_catalog.=) 0 ORDER BY s.n",
-								   config->names[SOURCE_PORTFOLIOS], filter),
-						  nargs, types, values, 0);
-
-	if (SPI_processed >= (uint64) (MaxAllocSize / sizeof(SnapshotRange)) - 1)
-		ereport(ERROR,
-				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-				errmsg("too many ranges of %lld portfolios each", (long long) every));
-	out = palloc0(sizeof(SnapshotRange) * (SPI_processed + 1));
+	/* the ids at positions every + 1, 2 * every + 1, ... start ranges */
+	every = Max(every, 1);
 	out[0] = *within;
-	for (uint64 i = 0; i < SPI_processed; i++)
+	snapshot_open_portfolio_ids(&ids, config, within, 1000);
+	while (snapshot_reader_next(&ids, &skipped))
 	{
-		bool		isnull;
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-		pg_uuid_t  *bound;
+		const pg_uuid_t *bound = snapshot_reader_portfolio(&ids);
+		int64		i = count++;
 
-		if (isnull)
-			continue;			/* not reached: the ids are NOT NULL */
-		bound = DatumGetUUIDP(d);
-
+		CHECK_FOR_INTERRUPTS();
+		if (i == 0 || i % every != 0)
+			continue;
 		/* an id listed more than every times is one bound */
 		if (out[n - 1].has_lo && memcmp(out[n - 1].lo.data, bound->data, UUID_LEN) == 0)
 			continue;
+		if (n == max)
+		{
+			if ((Size) max * 2 > MaxAllocSize / sizeof(SnapshotRange))
+				ereport(ERROR,
+						errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+						errmsg("too many ranges of %lld portfolios each", (long long) every));
+			out = repalloc(out, sizeof(SnapshotRange) * max * 2);
+			max *= 2;
+		}
 		out[n - 1].has_hi = true;
 		out[n - 1].hi = *bound;
+		memset(&out[n], 0, sizeof(SnapshotRange));
 		out[n].has_lo = true;
 		out[n].lo = *bound;
 		out[n].has_hi = within->has_hi;
 		out[n].hi = within->hi;
 		n++;
 	}
+	snapshot_reader_close(&ids);
 	*ranges = out;
 	return n;
 }

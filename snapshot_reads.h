@@ -67,7 +67,8 @@ extern int64 snapshot_count_portfolios(const SnapshotConfig *config, const Snaps
 /*
  * Split the portfolio ids of a range into consecutive ranges of every
  * portfolios (the last may hold fewer, and takes in the range's end) in one
- * ordered pass; returns their number, and the ranges palloc'd in *ranges.
+ * ordered pass of a cursor; returns their number, and the ranges palloc'd
+ * in *ranges.
  */
 extern int	snapshot_split_every(const SnapshotConfig *config, const SnapshotRange *within,
 								 int64 every, SnapshotRange **ranges);
@@ -97,15 +98,15 @@ typedef struct RowReader
  * id (id, base currency: no more than one byte beyond the longest a
  * valuation accepts), and their ledger rows dated before the end of date's
  * UTC day, or not dated (which the valuation refuses), by (portfolio_id,
- * transaction_date, id).  The portfolio ids
- * alone, for the coverage check.
+ * transaction_date, id).  The portfolio ids alone, within a range unless
+ * NULL, for the coverage check and the split.
  */
 extern void snapshot_open_portfolios(RowReader *r, const SnapshotConfig *config,
 									 const SourceScope *scope, long fetch_rows);
 extern void snapshot_open_ledger(RowReader *r, const SnapshotConfig *config,
 								 const SourceScope *scope, DateADT date, long fetch_rows);
 extern void snapshot_open_portfolio_ids(RowReader *r, const SnapshotConfig *config,
-										long fetch_rows);
+										const SnapshotRange *within, long fetch_rows);
 
 /*
  * Advance to the next row whose portfolio id is not NULL, counting the rows

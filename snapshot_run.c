@@ -885,15 +885,6 @@ plan_run(RunWork *rw, BatchPlan **plan)
 	PushActiveSnapshot(GetTransactionSnapshot());
 
 	skipped_market = snapshot_batch_load_market_data(&rw->br, &config);
-	if (!rw->counted)
-	{
-		values[1] = Int64GetDatum(snapshot_count_portfolios(&config, NULL));
-		nulls[1] = ' ';
-	}
-	else
-		skipped_market = 0;		/* recorded by the attempt that counted */
-	snapshot_ensure_partitions(rw->nspid, rw->nsp, rw->date);
-
 	memset(&after, 0, sizeof(after));
 	if (rw->has_last)
 		after.has_lo = uuid_successor(&rw->last, &after.lo);
@@ -901,6 +892,16 @@ plan_run(RunWork *rw, BatchPlan **plan)
 		remaining = 0;			/* the largest id was the last */
 	else
 		remaining = snapshot_count_portfolios(&config, &after);
+	if (!rw->counted)
+	{
+		/* with nothing committed, the remaining portfolios are all of them */
+		values[1] = Int64GetDatum(rw->has_last ? snapshot_count_portfolios(&config, NULL)
+								  : remaining);
+		nulls[1] = ' ';
+	}
+	else
+		skipped_market = 0;		/* recorded by the attempt that counted */
+	snapshot_ensure_partitions(rw->nspid, rw->nsp, rw->date);
 
 	/*
 	 * With valuation workers, every process gets several batches, so that
@@ -917,7 +918,7 @@ plan_run(RunWork *rw, BatchPlan **plan)
 		ranges = NULL;
 	}
 	else
-		n = snapshot_split_every(&config, &after, Max(every, 1), &ranges);
+		n = snapshot_split_every(&config, &after, every, &ranges);
 	*plan = MemoryContextAlloc(rw->run_cxt, BatchPlanSize(n));
 	snapshot_batch_plan_init(*plan, ranges, n);
 

@@ -288,7 +288,7 @@ snapshot_date_is_covered(const SnapshotConfig *config, const char *nsp, DateADT 
 						" WHERE s.snapshot_date OPERATOR(pg_catalog.=) $1"
 						" AND ($2 IS NULL OR s.portfolio_id OPERATOR(pg_catalog.>) $2)"
 						" ORDER BY s.portfolio_id LIMIT 1000", nsp);
-	snapshot_open_portfolio_ids(&portfolios, config, 1000);
+	snapshot_open_portfolio_ids(&portfolios, config, NULL, 1000);
 	while (covered && snapshot_reader_next(&portfolios, &skipped))
 	{
 		const pg_uuid_t *id = snapshot_reader_portfolio(&portfolios);
