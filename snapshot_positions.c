@@ -17,6 +17,8 @@
  */
 #include "postgres.h"
 
+#include "utils/memutils.h"
+
 #include "snapshot_positions.h"
 
 typedef enum PositionField
@@ -174,18 +176,44 @@ snapshot_positions_add(PositionsWriter *w, const void *const values[POSITION_KEY
 	StringInfo	buf = &w->buf;
 	int			start = buf->len;
 	uint32		header = POSITION_KEYS | JB_FOBJECT;
+	int			lens[POSITION_KEYS];
+	Size		need;
 	int			entries;
 	int			total;
+	char	   *p;
 
 	if (w->added >= w->n)
 		elog(ERROR, "snapshot: more positions written than announced");
 	if (!key_block.ready)
 		build_key_block();
+
+	/* the object's size at most (each numeric padded by up to 3 bytes) */
+	need = 3 + sizeof(uint32) + 2 * POSITION_KEYS * sizeof(JEntry) + key_block.len;
+	for (int i = 0; i < POSITION_KEYS; i++)
+	{
+		lens[i] = values[i] == NULL ? 0
+			: position_keys[i].kind == FIELD_STRING ? (int) strlen(values[i])
+			: (int) VARSIZE_ANY(values[i]);
+		need += lens[i] + 3;
+	}
+	if (need >= (Size) (MaxAllocSize - buf->len))
+		ereport(ERROR,
+				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				errmsg("the positions of a portfolio exceed the maximum jsonb size (%d bytes)",
+					   JENTRY_OFFLENMASK));
+	enlargeStringInfo(buf, (int) need);
+
+	/* written in place: the buffer holds the whole object */
 	jsonb_pad(buf);
-	appendBinaryStringInfo(buf, (char *) &header, sizeof(uint32));
-	entries = jsonb_reserve(buf, 2 * POSITION_KEYS);
-	memcpy(buf->data + entries, key_block.entries, sizeof(key_block.entries));
-	appendBinaryStringInfo(buf, key_block.data, key_block.len);
+	p = buf->data + buf->len;
+	memcpy(p, &header, sizeof(uint32));
+	entries = buf->len + sizeof(uint32);
+	p += sizeof(uint32);
+	memcpy(p, key_block.entries, sizeof(key_block.entries));
+	p += 2 * POSITION_KEYS * sizeof(JEntry);
+	memcpy(p, key_block.data, key_block.len);
+	p += key_block.len;
+	buf->len = p - buf->data;
 	total = key_block.len;
 	for (int i = 0; i < POSITION_KEYS; i++)
 	{
@@ -195,20 +223,21 @@ snapshot_positions_add(PositionsWriter *w, const void *const values[POSITION_KEY
 			jsonb_entry(buf, entries, j, JENTRY_ISNULL, 0, &total);
 		else if (position_keys[i].kind == FIELD_STRING)
 		{
-			int			len = strlen(values[i]);
-
-			appendBinaryStringInfo(buf, values[i], len);
-			jsonb_entry(buf, entries, j, JENTRY_ISSTRING, len, &total);
+			memcpy(buf->data + buf->len, values[i], lens[i]);
+			buf->len += lens[i];
+			jsonb_entry(buf, entries, j, JENTRY_ISSTRING, lens[i], &total);
 		}
 		else
 		{
-			int			pad = jsonb_pad(buf);
-			int			len = VARSIZE_ANY(values[i]);
+			int			pad = INTALIGN(buf->len) - buf->len;
 
-			appendBinaryStringInfo(buf, values[i], len);
-			jsonb_entry(buf, entries, j, JENTRY_ISNUMERIC, pad + len, &total);
+			memset(buf->data + buf->len, 0, pad);
+			memcpy(buf->data + buf->len + pad, values[i], lens[i]);
+			buf->len += pad + lens[i];
+			jsonb_entry(buf, entries, j, JENTRY_ISNUMERIC, pad + lens[i], &total);
 		}
 	}
+	buf->data[buf->len] = '\0';
 	/* the object's data and the padding before it, as the array's child */
 	jsonb_entry(buf, w->entries, w->added++, JENTRY_ISCONTAINER, buf->len - start, &w->total);
 }

@@ -326,9 +326,10 @@ struct RowBuffer
 	DestReceiver pub;			/* first: the buffer is the receiver */
 	MemoryContext cxt;			/* the blocks; reset before each fetch */
 	int			ncols;
-	uint64		maxrows;
+	uint64		maxrows;		/* asked of a fetch */
 	uint64		nrows;
-	Datum	   *values;			/* maxrows rows of ncols */
+	uint64		capacity;		/* rows the arrays hold, grown as rows come */
+	Datum	   *values;			/* capacity rows of ncols */
 	bool	   *nulls;
 	char	   *block;			/* the block being filled */
 	Size		used;
@@ -377,6 +378,12 @@ buffer_receive(TupleTableSlot *slot, DestReceiver *self)
 
 	if (b->nrows >= b->maxrows)
 		elog(ERROR, "snapshot: a fetch returned more rows than it was asked for");
+	if (b->nrows == b->capacity)
+	{
+		b->capacity = Min(b->capacity * 2, b->maxrows);
+		b->values = repalloc(b->values, sizeof(Datum) * b->ncols * b->capacity);
+		b->nulls = repalloc(b->nulls, sizeof(bool) * b->ncols * b->capacity);
+	}
 	values = &b->values[b->nrows * b->ncols];
 	nulls = &b->nulls[b->nrows * b->ncols];
 	slot_getallattrs(slot);
@@ -426,8 +433,9 @@ buffer_create(const Oid *result_types, int ncols, long maxrows)
 								   ALLOCSET_DEFAULT_SIZES);
 	b->ncols = ncols;
 	b->maxrows = maxrows;
-	b->values = palloc(sizeof(Datum) * ncols * maxrows);
-	b->nulls = palloc(sizeof(bool) * ncols * maxrows);
+	b->capacity = Min(maxrows, 64);
+	b->values = palloc(sizeof(Datum) * ncols * b->capacity);
+	b->nulls = palloc(sizeof(bool) * ncols * b->capacity);
 	for (int i = 0; i < ncols; i++)
 		get_typlenbyval(result_types[i], &b->typlen[i], &b->typbyval[i]);
 	return b;

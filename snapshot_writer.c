@@ -16,6 +16,7 @@
 #include "access/tableam.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/executor.h"
@@ -33,6 +34,7 @@
 #include "utils/regproc.h"
 #include "utils/rel.h"
 #include "utils/rls.h"
+#include "utils/snapmgr.h"
 #include "utils/acl.h"
 #include "utils/resowner.h"
 
@@ -366,10 +368,13 @@ batch_column_array(BatchColumn *c, int nbatch)
  * it arrives, and a batch goes in with the table's multi-insert, its
  * indexes maintained and its constraints checked as INSERT does.  That is
  * only INSERT's meaning when nothing else would run on an insert into the
- * partition, so it is used only for a plain table that has no triggers, no
- * rules, no row security and no generated columns, whose columns are all
- * ones the writer fills, and on which the capture may insert; otherwise
- * every batch is upserted.
+ * partition, so it is used only for a plain heap table that has no
+ * triggers, no rules, no row security and no generated or identity
+ * columns, whose columns are exactly those the writer fills (no typmod to
+ * coerce to), on which the capture may insert, and when no security module
+ * hooks the executor's permission checks (sepgsql, pgaudit's object audit);
+ * otherwise every batch is upserted.  Each direct insert takes a
+ * subtransaction id of its own.
  */
 static bool
 direct_begin(SnapshotWriter *w)
@@ -379,6 +384,7 @@ direct_begin(SnapshotWriter *w)
 	Relation	rel;
 	TupleDesc	desc;
 	bool		ok;
+	int			matched = 0;
 
 	relid = DatumGetObjectId(DirectFunctionCall1(regclassin,
 												 CStringGetDatum(psprintf("%s.%s", w->nsp,
@@ -386,12 +392,17 @@ direct_begin(SnapshotWriter *w)
 	/* the lock INSERT takes, kept until the transaction ends */
 	rel = table_open(relid, RowExclusiveLock);
 	desc = RelationGetDescr(rel);
-	ok = rel->rd_rel->relkind == RELKIND_RELATION && rel->trigdesc == NULL &&
-		rel->rd_rules == NULL && !(desc->constr && desc->constr->has_generated_stored) &&
+	ok = rel->rd_rel->relkind == RELKIND_RELATION && rel->rd_rel->relam == HEAP_TABLE_AM_OID &&
+		rel->trigdesc == NULL && rel->rd_rules == NULL &&
+		!(desc->constr && desc->constr->has_generated_stored) &&
 		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED &&
-		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK;
+		pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) == ACLCHECK_OK &&
+		ExecutorCheckPerms_hook == NULL;
 
-	/* every column is one the writer fills, of the type it writes */
+	/*
+	 * The columns are exactly the ones the writer fills, each once, of the
+	 * type it writes, without a typmod to coerce to, and none an identity.
+	 */
 	w->natts = desc->natts;
 	w->attnum = MemoryContextAlloc(w->batch_cxt, sizeof(int) * desc->natts);
 	for (int i = 0; ok && i < desc->natts; i++)
@@ -415,8 +426,10 @@ direct_begin(SnapshotWriter *w)
 				w->attnum[i] = direct_extras[e].value;
 				type = direct_extras[e].type;
 			}
-		ok = type == att->atttypid;
+		ok = type == att->atttypid && att->atttypmod == -1 && att->attidentity == '\0';
+		matched += ok;
 	}
+	ok = ok && matched == SNAPSHOT_COLUMNS + (int) lengthof(direct_extras);
 	if (ok)
 	{
 		MemoryContext old = MemoryContextSwitchTo(w->batch_cxt);
@@ -436,14 +449,17 @@ direct_begin(SnapshotWriter *w)
 	return ok;
 }
 
-/* A varlena of a row, int-aligned (a queue message's need not be). */
+/*
+ * A varlena of a row, its 4-byte header int-aligned (a queue message's need
+ * not be; a 1-byte header needs no alignment).
+ */
 static Datum
 aligned_varlena(const void *value)
 {
 	uint32		header;
 	void	   *copy;
 
-	if (((uintptr_t) value) % sizeof(uint32) == 0)
+	if (VARATT_IS_1B(value) || ((uintptr_t) value) % sizeof(uint32) == 0)
 		return PointerGetDatum(value);
 	memcpy(&header, value, sizeof(uint32));
 	copy = palloc(VARSIZE_4B(&header));
@@ -534,13 +550,18 @@ insert_direct(SnapshotWriter *w)
 		ResultRelInfo *rri = makeNode(ResultRelInfo);
 		TupleTableSlot **slots = w->slots;
 
+		/* what the statement would see: a snapshot of its own, as SPI takes */
+		PushActiveSnapshot(GetTransactionSnapshot());
+		estate->es_snapshot = GetActiveSnapshot();
 		InitResultRelInfo(rri, rel, 0, NULL, 0);
 		ExecOpenIndices(rri, false);
 		for (int i = 0; i < w->nbatch; i++)
 		{
-			ExecStoreHeapTuple(w->tuples[i], slots[i], false);
+			/* the slot's to free, once the batch is written (see the flush) */
+			ExecStoreHeapTuple(w->tuples[i], slots[i], true);
 			if (rel->rd_att->constr)
 				ExecConstraints(rri, slots[i], estate);
+			ResetPerTupleExprContext(estate);
 		}
 		/* the rows share their date: the partition's bounds checked once */
 		if (rel->rd_rel->relispartition)
@@ -550,11 +571,11 @@ insert_direct(SnapshotWriter *w)
 		{
 			list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL));
 			ResetPerTupleExprContext(estate);
-			ExecClearTuple(slots[i]);
 		}
 		ExecCloseIndices(rri);
 		FreeExecutorState(estate);
 		table_close(rel, NoLock);
+		PopActiveSnapshot();
 		CommandCounterIncrement();
 
 		ReleaseCurrentSubTransaction();
@@ -677,16 +698,21 @@ snapshot_writer_flush(SnapshotWriter *w)
 {
 	if (w->nbatch > 0)
 	{
-		if (w->direct && !insert_direct(w))
+		if (w->direct)
 		{
+			bool		inserted = insert_direct(w);
+
 			/* the date has snapshots already: this batch and the next upsert */
-			tuples_to_columns(w);
-			w->direct = false;
+			if (!inserted)
+				tuples_to_columns(w);
+			for (int i = 0; i < w->nbatch; i++)
+				ExecClearTuple(w->slots[i]);
+			w->direct = inserted && w->inserts < SNAPSHOT_MAX_INSERTS;
+			if (!inserted)
+				upsert_batch(w);
 		}
-		if (!w->direct)
+		else
 			upsert_batch(w);
-		else if (w->inserts >= SNAPSHOT_MAX_INSERTS)
-			w->direct = false;
 		w->nbatch = 0;
 		w->batch_bytes = 0;
 		for (int i = 0; i < SNAPSHOT_COLUMNS; i++)

@@ -11,7 +11,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(17);
+SELECT plan(21);
 
 -- 40 portfolios, the n-th with a deposit of n: its cash and net worth are n
 INSERT INTO portfolios (id, name, base_currency)
@@ -85,6 +85,28 @@ SELECT results_eq($$SELECT note, count(*), count(DISTINCT xmin::text) FROM snaps
                     WHERE snapshot_date = '2026-03-08' GROUP BY note$$,
     $$VALUES ('by default', 40::bigint, 1::bigint)$$, '... which holds its default in every snapshot, all upserted');
 ROLLBACK TO SAVEPOINT noted;
+
+-- columns whose values SQL would coerce or refuse are written by SQL too
+SAVEPOINT typmod;
+ALTER TABLE snapshot.portfolio_snapshots ALTER COLUMN net_worth TYPE numeric(12, 2);
+SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots('2026-03-08', 'writes')$$,
+    $$VALUES ('succeeded', 40)$$, 'a capture into a net_worth of numeric(12, 2) succeeds');
+SELECT results_eq($$SELECT min(net_worth::text), max(net_worth::text), count(DISTINCT xmin::text)
+                      FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-08'$$,
+    $$VALUES ('1.00', '9.00', 1::bigint)$$, '... its values coerced to the typmod, as the upsert coerces them');
+ROLLBACK TO SAVEPOINT typmod;
+SAVEPOINT dropped;
+ALTER TABLE snapshot.portfolio_snapshots DROP COLUMN taxes;
+SELECT throws_ok($$SELECT snapshot.capture_all_snapshots('2026-03-08', 'writes')$$, '42703',
+    'column "taxes" of relation "portfolio_snapshots_y2026m03" does not exist',
+    'a capture into snapshots without a column it fills fails, as the upsert does');
+ROLLBACK TO SAVEPOINT dropped;
+SAVEPOINT identity;
+ALTER TABLE snapshot.portfolio_snapshots_y2026m03 ALTER COLUMN position_count ADD GENERATED ALWAYS AS IDENTITY;
+SELECT throws_ok($$SELECT snapshot.capture_all_snapshots('2026-03-08', 'writes')$$, '428C9',
+    'cannot insert a non-DEFAULT value into column "position_count"',
+    'a capture into an identity column fails, as the upsert does');
+ROLLBACK TO SAVEPOINT identity;
 SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots('2026-03-09', 'writes')$$,
     $$VALUES ('succeeded', 40)$$, 'without them, a capture succeeds');
 SELECT is((SELECT count(DISTINCT xmin::text) FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-09'),
