@@ -73,6 +73,21 @@ snapshot_batch_settings(bool quiet)
 }
 
 /* See snapshot_batches.h. */
+void
+snapshot_batch_begin_reads(SnapshotConfig *config, Oid nspid, const char *nsp)
+{
+	/*
+	 * The sources are locked before the snapshot is taken: a table rewritten
+	 * (ALTER TABLE) just before would look empty to a snapshot taken before
+	 * the rewrite committed.
+	 */
+	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot_load_config(config, nspid, nsp, true);
+	PopActiveSnapshot();
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+/* See snapshot_batches.h. */
 int64
 snapshot_batch_load_market_data(BatchRunner *br, const SnapshotConfig *config)
 {
@@ -192,16 +207,7 @@ snapshot_run_next_batch(BatchPlan *plan, BatchRunner *br, bool *earlier_failed)
 	pgstat_report_activity(STATE_RUNNING, activity);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "snapshot: SPI_connect failed");
-
-	/*
-	 * The sources are locked before the batch's snapshot is taken: a table
-	 * rewritten (ALTER TABLE) just before would look empty to a snapshot
-	 * taken before the rewrite committed.
-	 */
-	PushActiveSnapshot(GetTransactionSnapshot());
-	snapshot_load_config(&config, br->nspid, br->nsp, true);
-	PopActiveSnapshot();
-	PushActiveSnapshot(GetTransactionSnapshot());
+	snapshot_batch_begin_reads(&config, br->nspid, br->nsp);
 	if (!br->md_loaded)
 		(void) snapshot_batch_load_market_data(br, &config);
 

@@ -72,6 +72,12 @@ typedef struct BatchRunner
 extern void snapshot_batch_settings(bool quiet);
 
 /*
+ * Load the configuration with the sources locked, then push the snapshot
+ * the transaction reads them with (the caller pops it).
+ */
+extern void snapshot_batch_begin_reads(SnapshotConfig *config, Oid nspid, const char *nsp);
+
+/*
  * Read the market data of br's run into br->cxt (a run reads it once per
  * process), under the active snapshot; returns the rows skipped.  Runs
  * inside SPI.

@@ -229,11 +229,10 @@ snapshot_positions_add(PositionsWriter *w, const void *const values[POSITION_KEY
 		}
 		else
 		{
-			int			pad = INTALIGN(buf->len) - buf->len;
+			int			pad = jsonb_pad(buf);
 
-			memset(buf->data + buf->len, 0, pad);
-			memcpy(buf->data + buf->len + pad, values[i], lens[i]);
-			buf->len += pad + lens[i];
+			memcpy(buf->data + buf->len, values[i], lens[i]);
+			buf->len += lens[i];
 			jsonb_entry(buf, entries, j, JENTRY_ISNUMERIC, pad + lens[i], &total);
 		}
 	}

@@ -879,11 +879,7 @@ plan_run(RunWork *rw, BatchPlan **plan)
 	StartTransactionCommand();
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "snapshot: SPI_connect failed");
-	PushActiveSnapshot(GetTransactionSnapshot());
-	snapshot_load_config(&config, rw->nspid, rw->nsp, true);
-	PopActiveSnapshot();
-	PushActiveSnapshot(GetTransactionSnapshot());
-
+	snapshot_batch_begin_reads(&config, rw->nspid, rw->nsp);
 	skipped_market = snapshot_batch_load_market_data(&rw->br, &config);
 	memset(&after, 0, sizeof(after));
 	if (rw->has_last)
