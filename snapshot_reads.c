@@ -453,17 +453,27 @@ buffer_reset(RowBuffer *b)
 
 /*
  * Open a no-scroll cursor for sql under the active snapshot; its rows have
- * the nresult types of result_types.
+ * the nresult types of result_types, where InvalidOid stands for the type
+ * the query gives that column.
  */
 static void
 reader_open(RowReader *r, Oid owner, const char *sql, int nargs, Oid *types,
 			Datum *values, const Oid *result_types, int nresult, long fetch_rows)
 {
+	TupleDesc	desc;
+
 	memset(r, 0, sizeof(RowReader));
 	r->fetch_rows = fetch_rows;
-	r->buffer = buffer_create(result_types, nresult, fetch_rows);
+	r->types = palloc(sizeof(Oid) * nresult);
+	memcpy(r->types, result_types, sizeof(Oid) * nresult);
 	snapshot_source_cursor_open(&r->cursor, owner, sql, nargs, types, values,
-								result_types, nresult);
+								r->types, nresult);
+	/* a column of any type takes the one the query gives it, checked from then on */
+	desc = r->cursor.portal->tupDesc;
+	for (int i = 0; i < nresult; i++)
+		if (r->types[i] == InvalidOid && desc != NULL && i < desc->natts)
+			r->types[i] = TupleDescAttr(desc, i)->atttypid;
+	r->buffer = buffer_create(r->types, nresult, fetch_rows);
 }
 
 /*
@@ -518,6 +528,8 @@ snapshot_reader_close(RowReader *r)
 	pfree(b->nulls);
 	pfree(b);
 	r->buffer = NULL;
+	pfree(r->types);
+	r->types = NULL;
 }
 
 /* a NULL pointer for SQL NULL, else a copy in the current context */
@@ -527,12 +539,14 @@ snapshot_reader_close(RowReader *r)
 /*
  * The ledger cursor's current row as a ledger entry.  Columns: portfolio_id,
  * asset_id, type, quantity, price, fee, exchange_rate, transaction_date, id
- * (as text).  A NULL where the valuation needs a value is left for it to
+ * (of its own type: turned into text only for a message).  A NULL where the valuation needs a value is left for it to
  * report.
  */
 void
 snapshot_reader_ledger_entry(const RowReader *t, LedgerEntry *e)
 {
+	const RowBuffer *b = t->buffer;
+
 	e->asset = NULL;
 	e->has_asset = !t->nulls[1];
 	if (e->has_asset)
@@ -545,7 +559,37 @@ snapshot_reader_ledger_entry(const RowReader *t, LedgerEntry *e)
 	e->rate = NUMERIC_OR_NULL(t, 6);
 	e->date_is_null = t->nulls[7];
 	e->transaction_date = t->nulls[7] ? 0 : DatumGetTimestampTz(t->values[7]);
-	e->txn_id = t->nulls[8] ? "(null)" : TextDatumGetCString(t->values[8]);
+	e->txn_id_null = t->nulls[8];
+	e->txn_id = t->nulls[8] ? (Datum) 0 : datumCopy(t->values[8], b->typbyval[8], b->typlen[8]);
+}
+
+/* The type of the ledger's transaction ids. */
+void
+snapshot_reader_txn_id_type(const RowReader *t, TxnIdType *type)
+{
+	bool		varlena;
+
+	type->type = t->types[8];
+	get_typlenbyval(type->type, &type->typlen, &type->typbyval);
+	getTypeOutputInfo(type->type, &type->typoutput, &varlena);
+	switch (getBaseType(type->type))
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case UUIDOID:
+			type->compare = TXN_ID_BINARY;
+			break;
+		case TEXTOID:
+		case VARCHAROID:
+		case BPCHAROID:
+			type->compare = TXN_ID_TEXT;
+			break;
+		default:
+			type->compare = TXN_ID_OUTPUT;
+			break;
+	}
 }
 
 /* The portfolios cursor's current base currency, or NULL. */
@@ -594,7 +638,7 @@ snapshot_open_ledger(RowReader *r, const SnapshotConfig *config,
 					 const SourceScope *scope, DateADT date, long fetch_rows)
 {
 	static const Oid result_types[] = {UUIDOID, UUIDOID, TEXTOID, NUMERICOID, NUMERICOID,
-	NUMERICOID, NUMERICOID, TIMESTAMPTZOID, TEXTOID};
+	NUMERICOID, NUMERICOID, TIMESTAMPTZOID, InvalidOid};
 	Oid			types[4] = {TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID};
 	Datum		values[4];
 
@@ -606,7 +650,7 @@ snapshot_open_ledger(RowReader *r, const SnapshotConfig *config,
 						 " t.type::pg_catalog.text, t.quantity::pg_catalog.numeric,"
 						 " t.price::pg_catalog.numeric, t.fee::pg_catalog.numeric,"
 						 " t.exchange_rate::pg_catalog.numeric,"
-						 " t.transaction_date::pg_catalog.timestamptz, t.id::pg_catalog.text"
+						 " t.transaction_date::pg_catalog.timestamptz, t.id"
 						 " FROM %s t"
 						 " WHERE (t.transaction_date::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $1"
 						 " OR t.transaction_date IS NULL)"

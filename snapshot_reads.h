@@ -91,6 +91,7 @@ typedef struct RowReader
 	bool		exhausted;
 	Datum	   *values;			/* the current row's */
 	bool	   *nulls;
+	Oid		   *types;			/* of its columns */
 } RowReader;
 
 /*
@@ -127,5 +128,7 @@ extern char *snapshot_reader_base_currency(const RowReader *r);
 
 /* A ledger row as a ledger entry, copied into the current context. */
 extern void snapshot_reader_ledger_entry(const RowReader *r, LedgerEntry *e);
+/* The type of the ledger cursor's transaction ids. */
+extern void snapshot_reader_txn_id_type(const RowReader *r, TxnIdType *type);
 
 #endif							/* SNAPSHOT_READS_H */

@@ -21,6 +21,7 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/datetime.h"
 #include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
@@ -320,8 +321,43 @@ snapshot_intern_currency(MarketData *md, const char *code)
 	ereport(ERROR, \
 			errcode(code), \
 			errmsg("portfolio %s, transaction %s: " detail, \
-				   uuid_text(&(ledger)->id), (entry)->txn_id, ##__VA_ARGS__), \
+				   uuid_text(&(ledger)->id), snapshot_txn_id_text(ledger, entry), ##__VA_ARGS__), \
 			errhint("Correct the transaction in the ledger, then capture the portfolio again."))
+
+/* See snapshot_valuation.h. */
+const char *
+snapshot_txn_id_text(const PortfolioLedger *ledger, const LedgerEntry *e)
+{
+	if (e->txn_id_null)
+		return "(null)";
+	return OidOutputFunctionCall(ledger->txn_id_type->typoutput, e->txn_id);
+}
+
+/* Whether two entries' ids have the same text (see TxnIdType). */
+static bool
+same_txn_id(const PortfolioLedger *ledger, const LedgerEntry *a, const LedgerEntry *b)
+{
+	const TxnIdType *type = ledger->txn_id_type;
+
+	if (a->txn_id_null || b->txn_id_null)
+		return a->txn_id_null && b->txn_id_null;
+	switch (type->compare)
+	{
+		case TXN_ID_BINARY:
+			return datumIsEqual(a->txn_id, b->txn_id, type->typbyval, type->typlen);
+		case TXN_ID_TEXT:
+			{
+				struct varlena *x = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(a->txn_id));
+				struct varlena *y = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(b->txn_id));
+
+				return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
+					memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
+			}
+		case TXN_ID_OUTPUT:
+			break;
+	}
+	return strcmp(snapshot_txn_id_text(ledger, a), snapshot_txn_id_text(ledger, b)) == 0;
+}
 
 /*
  * Reject NaN and infinite amounts (numeric has them; money never does).
@@ -337,7 +373,7 @@ check_finite(const PortfolioLedger *ledger, const LedgerEntry *e,
 		ereport(ERROR,
 				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				errmsg("portfolio %s, transaction %s: %s has too many digits",
-					   uuid_text(&ledger->id), e->txn_id, what),
+					   uuid_text(&ledger->id), snapshot_txn_id_text(ledger, e), what),
 				errdetail("A ledger amount has at most %d digits before and %d after the decimal point.",
 						  SNAPSHOT_MAX_INTEGER_DIGITS, SNAPSHOT_MAX_DECIMALS),
 				errhint("Correct the transaction in the ledger, then capture the portfolio again."));
@@ -418,7 +454,7 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
 		ereport(ERROR,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("portfolio %s, transaction %s: unknown transaction type \"%s\"",
-					   uuid_text(&ledger->id), e->txn_id,
+					   uuid_text(&ledger->id), snapshot_txn_id_text(ledger, e),
 					   e->type_text ? e->type_text : "(null)"),
 				errdetail("The type must be one of BUY, SELL, DEPOSIT, WITHDRAWAL, DIVIDEND, FEE, INTEREST, TAX, SPLIT, TRANSFER_IN or TRANSFER_OUT."),
 				errhint("Correct the transaction in the ledger, then capture the portfolio again."));
@@ -761,7 +797,7 @@ split_position(const PortfolioLedger *ledger, const LedgerEntry *e, Position *po
 		ereport(ERROR,
 				errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
 				errmsg("portfolio %s, transaction %s: the split makes the quantity of asset %s too long",
-					   uuid_text(&ledger->id), e->txn_id, uuid_text(&e->asset_id)),
+					   uuid_text(&ledger->id), snapshot_txn_id_text(ledger, e), uuid_text(&e->asset_id)),
 				errdetail("A quantity has at most %d digits before and %d after the decimal point.",
 						  SNAPSHOT_MAX_INTEGER_DIGITS, SNAPSHOT_MAX_DECIMALS),
 				errhint("Correct the transaction in the ledger, then capture the portfolio again."));
@@ -770,7 +806,7 @@ split_position(const PortfolioLedger *ledger, const LedgerEntry *e, Position *po
 		ereport(ERROR,
 				errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
 				errmsg("portfolio %s, transaction %s: its splits adjust more than %d open lots in all",
-					   uuid_text(&ledger->id), e->txn_id, SNAPSHOT_SPLIT_WORK_MAX),
+					   uuid_text(&ledger->id), snapshot_txn_id_text(ledger, e), SNAPSHOT_SPLIT_WORK_MAX),
 				errdetail("Each split multiplies every open lot of its asset."));
 	pos->quantity = quantity;
 	for (int i = pos->head; i < pos->nlots; i++)
@@ -1077,8 +1113,8 @@ snapshot_value_portfolio(const MarketData *md, const PortfolioLedger *ledger,
 	 * the rows of an instant are reordered by type, which could part twins.
 	 */
 	for (int i = 1; i < ledger->nentries; i++)
-		if (strcmp(ledger->entries[i].txn_id, ledger->entries[i - 1].txn_id) == 0 &&
-			ledger->entries[i].transaction_date == ledger->entries[i - 1].transaction_date)
+		if (ledger->entries[i].transaction_date == ledger->entries[i - 1].transaction_date &&
+			same_txn_id(ledger, &ledger->entries[i], &ledger->entries[i - 1]))
 			LEDGER_ERROR(ERRCODE_DATA_EXCEPTION, ledger, &ledger->entries[i],
 						 "appears more than once in the ledger");
 

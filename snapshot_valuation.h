@@ -52,10 +52,34 @@ typedef struct ValuationRules
 	bool		has_tolerance;	/* it is not 0 */
 } ValuationRules;
 
+/*
+ * The type of the ledger's transaction ids, as the source gives them: read
+ * as they are, and turned into text only for a message.  Two ids are the
+ * same when their text is: compared as they are for the integer types and
+ * uuid, by their characters for the text types, and by their text for any
+ * other.
+ */
+typedef enum TxnIdCompare
+{
+	TXN_ID_BINARY,
+	TXN_ID_TEXT,
+	TXN_ID_OUTPUT
+} TxnIdCompare;
+
+typedef struct TxnIdType
+{
+	Oid			type;
+	int16		typlen;
+	bool		typbyval;
+	Oid			typoutput;
+	TxnIdCompare compare;
+} TxnIdType;
+
 /* One ledger row as read from the transactions relation. */
 typedef struct LedgerEntry
 {
-	char	   *txn_id;			/* the row's id, as text, for messages */
+	Datum		txn_id;			/* the row's id (see TxnIdType) */
+	bool		txn_id_null;
 	char	   *type_text;		/* the type as written in the ledger */
 	TxnType		type;
 	bool		has_asset;
@@ -79,6 +103,7 @@ typedef struct LedgerEntry
 typedef struct PortfolioLedger
 {
 	pg_uuid_t	id;
+	const TxnIdType *txn_id_type;	/* of its entries' ids */
 	char	   *base_currency;	/* NULL when SQL NULL */
 	LedgerEntry *entries;
 	int			nentries;
@@ -139,6 +164,8 @@ typedef struct MarketData
 } MarketData;
 
 extern TxnType snapshot_parse_txn_type(const char *type_text);
+/* A ledger entry's id as text, for a message ("(null)" for SQL NULL). */
+extern const char *snapshot_txn_id_text(const PortfolioLedger *ledger, const LedgerEntry *e);
 extern DateADT snapshot_utc_date(TimestampTz ts);
 extern char *snapshot_date_iso(DateADT d);
 extern int	snapshot_currency_id(const MarketData *md, const char *code);

@@ -199,6 +199,7 @@ snapshot_walk(Walk *walk)
 	bool		have_txn;
 	MemoryContext portfolio_cxt;
 	PortfolioLedger ledger;
+	TxnIdType	txn_id_type;
 	pg_uuid_t	previous;
 	bool		have_previous = false;
 	int64		start = walk->walked;
@@ -207,6 +208,7 @@ snapshot_walk(Walk *walk)
 							 Max(walk->batch_size, 100));
 	snapshot_open_ledger(&ledger_rows, walk->config, &walk->scope, walk->md->snapshot_date,
 						 Max(walk->batch_size * 10L, 100L));
+	snapshot_reader_txn_id_type(&ledger_rows, &txn_id_type);
 
 	portfolio_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot portfolio",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -220,6 +222,7 @@ snapshot_walk(Walk *walk)
 		CHECK_FOR_INTERRUPTS();
 		memset(&ledger, 0, sizeof(ledger));
 		ledger.id = *snapshot_reader_portfolio(&portfolios);
+		ledger.txn_id_type = &txn_id_type;
 		old = MemoryContextSwitchTo(portfolio_cxt);
 		ledger.base_currency = snapshot_reader_base_currency(&portfolios);
 

@@ -5,7 +5,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(23);
+SELECT plan(28);
 
 -- the application's schema forbids some of these; a ledger from elsewhere may not
 ALTER TABLE transactions DROP CONSTRAINT transactions_asset_id_fkey;
@@ -103,6 +103,53 @@ SELECT snapshot.snapshot_configure(transactions => 'doubled_transactions');
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
     '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 112: appears more than once in the ledger',
     'a ledger row listed twice is an error, not double money');
+
+-- transaction ids of any type: read as they are, the same when their text is, shown as text
+CREATE VIEW text_id_transactions AS
+    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, 'T-' || t.id AS id
+      FROM transactions t UNION ALL
+    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, 'T-' || t.id
+      FROM transactions t WHERE t.id = 112;
+SELECT snapshot.snapshot_configure(transactions => 'text_id_transactions');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
+    '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction T-112: appears more than once in the ledger',
+    'text ids: a row listed twice is found, and its id shown as it is');
+CREATE VIEW uuid_id_transactions AS
+    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date,
+           ('00000000-0000-0000-0000-' || lpad(t.id::text, 12, '0'))::uuid AS id
+      FROM transactions t UNION ALL
+    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date,
+           ('00000000-0000-0000-0000-' || lpad(t.id::text, 12, '0'))::uuid
+      FROM transactions t WHERE t.id = 112;
+SELECT snapshot.snapshot_configure(transactions => 'uuid_id_transactions');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
+    '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 00000000-0000-0000-0000-000000000112: appears more than once in the ledger',
+    'uuid ids: the same');
+-- numeric has no binary equality of its text: 112.0 and 112.00 are two ids, 112.0 twice one
+CREATE VIEW numeric_id_transactions AS
+    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, t.id::numeric(10,1) AS id
+      FROM transactions t UNION ALL
+    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date,
+           CASE WHEN current_setting('test.second_scale') = '2' THEN t.id::numeric(10,2) ELSE t.id::numeric(10,1) END
+      FROM transactions t WHERE t.id = 112;
+SET test.second_scale = '1';
+SELECT snapshot.snapshot_configure(transactions => 'numeric_id_transactions');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
+    '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 112.0: appears more than once in the ledger',
+    'numeric ids: compared by their text');
+SET test.second_scale = '2';
+SELECT is((SELECT total_cost FROM snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')),
+    200::numeric, 'numeric ids of another text are other transactions');
+RESET test.second_scale;
+CREATE VIEW null_id_transactions AS
+    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, NULL::bigint AS id
+      FROM transactions t UNION ALL
+    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, NULL::bigint
+      FROM transactions t WHERE t.id = 112;
+SELECT snapshot.snapshot_configure(transactions => 'null_id_transactions');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
+    '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction (null): appears more than once in the ledger',
+    'NULL ids at one instant are the same id, as before');
 DELETE FROM snapshot.portfolio_snapshots;
 DELETE FROM snapshot.snapshot_runs;
 SELECT snapshot.snapshot_configure();
