@@ -79,6 +79,9 @@ typedef struct ParallelShared
 } ParallelShared;
 
 /* The valuation workers' main functions (snapshot_worker.c), started by name. */
+/* Keep freed memory in the process for the next batch (snapshot_worker.c). */
+extern void snapshot_worker_keep_memory(void);
+
 extern PGDLLEXPORT void snapshot_valuation_worker(Datum main_arg);
 extern PGDLLEXPORT void snapshot_batch_worker(Datum main_arg);
 

@@ -65,6 +65,7 @@
 
 #include "snapshot_batches.h"
 #include "snapshot_leader.h"
+#include "snapshot_parallel.h"
 #include "snapshot_run.h"
 #include "snapshot_walk.h"
 #include "snapshot_writer.h"
@@ -1001,6 +1002,7 @@ snapshot_run_worker(Datum main_arg)
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	snapshot_worker_keep_memory();
 
 	seg = dsm_attach(DatumGetUInt32(main_arg));
 	if (seg == NULL)

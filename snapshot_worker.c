@@ -17,6 +17,10 @@
  */
 #include "postgres.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "access/xact.h"
 #include "libpq/pqformat.h"
 #include "libpq/pqmq.h"
@@ -148,6 +152,23 @@ take_queue(dsm_segment *seg, shm_toc *toc, ParallelShared *shared, shm_mq_handle
 }
 
 /*
+ * A capture process allocates and frees the same few megabytes for every
+ * batch: its tuples, their compressed copies, its fetched rows.  By default
+ * glibc gives blocks over 128 kB back to the kernel as they are freed, so
+ * the next batch takes page faults and zeroes the pages again (half of a
+ * capture's page faults, some 3% of its time).  These processes live for
+ * one run, so they keep what they freed, up to 64 MB, for the next batch.
+ */
+void
+snapshot_worker_keep_memory(void)
+{
+#if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD) && defined(M_TRIM_THRESHOLD)
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+#endif
+}
+
+/*
  * A valuation worker's main function: attach to the leader's segment, take
  * a queue, connect as the capture's user, restore the leader's snapshot and
  * settings, walk and value the queue's range, and say so.
@@ -170,6 +191,7 @@ snapshot_valuation_worker(Datum main_arg)
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	snapshot_worker_keep_memory();
 
 	shared = attach_segment(main_arg, &seg, &toc);
 
@@ -250,6 +272,7 @@ snapshot_batch_worker(Datum main_arg)
 
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
+	snapshot_worker_keep_memory();
 
 	shared = attach_segment(main_arg, &seg, &toc);
 	if (take_queue(seg, toc, shared, &queue) < 0)
