@@ -11,9 +11,13 @@
  */
 #include "postgres.h"
 
+#include "access/heapam.h"
+#include "access/heaptoast.h"
+#include "access/hio.h"
 #include "access/htup_details.h"
 #include "access/table.h"
 #include "access/tableam.h"
+#include "access/toast_internals.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
@@ -443,6 +447,13 @@ direct_begin(SnapshotWriter *w)
 		w->slots = palloc(sizeof(TupleTableSlot *) * w->maxtuples);
 		for (int i = 0; i < w->maxtuples; i++)
 			w->slots[i] = MakeSingleTupleTableSlot(w->desc, &TTSOpsHeapTuple);
+		/* as COPY: a ring of buffers, so the writes do not evict the reads */
+		w->bistate = GetBulkInsertState();
+		w->toast_target = RelationGetToastTupleTarget(rel, (int) TOAST_TUPLE_TARGET);
+		w->positions_att = -1;
+		for (int i = 0; i < desc->natts; i++)
+			if (w->attnum[i] == SNAP_POSITIONS)
+				w->positions_att = i;
 		MemoryContextSwitchTo(old);
 	}
 	table_close(rel, NoLock);
@@ -465,6 +476,78 @@ aligned_varlena(const void *value)
 	copy = palloc(VARSIZE_4B(&header));
 	memcpy(copy, value, VARSIZE_4B(&header));
 	return PointerGetDatum(copy);
+}
+
+/*
+ * A row's size as heap_form_tuple() would make it: header, null bitmap and
+ * data; *data the data alone.
+ */
+static Size
+row_size(const SnapshotWriter *w, Size *data)
+{
+	bool		has_nulls = false;
+
+	for (int i = 0; i < w->natts; i++)
+		has_nulls |= w->isnull[i];
+	*data = heap_compute_data_size(w->desc, w->values, w->isnull);
+	return MAXALIGN(SizeofHeapTupleHeader + (has_nulls ? BITMAPLEN(w->natts) : 0)) + *data;
+}
+
+/*
+ * Compress the positions array before the row is formed, where the toaster
+ * would compress it and do nothing else: the row is over
+ * TOAST_TUPLE_THRESHOLD and its data over the partition's toast tuple
+ * target, the array is the value the toaster takes first (its largest
+ * compressible one, the first of equals), compressing it saves more than 2
+ * bytes (toast_compress_datum() decides, with the column's method), and the
+ * data then fits the target.  The toaster would form the row a second time
+ * around the compressed array; formed once, the row is the same.  In any
+ * other case the row goes to the toaster as it is.
+ */
+static void
+compress_positions(SnapshotWriter *w)
+{
+	int			p = w->positions_att;
+	struct varlena *value;
+	Size		size;
+	Size		data;
+	Datum		compressed;
+	Form_pg_attribute att;
+
+	if (p < 0 || w->isnull[p])
+		return;
+	value = (struct varlena *) DatumGetPointer(w->values[p]);
+	att = TupleDescAttr(w->desc, p);
+	if (VARATT_IS_EXTENDED(value) || att->attstorage != TYPSTORAGE_EXTENDED)
+		return;
+	size = row_size(w, &data);
+	if (size <= TOAST_TUPLE_THRESHOLD || (int64) data <= (int64) w->toast_target - (int64) (size - data))
+		return;
+	for (int i = 0; i < w->natts; i++)
+	{
+		Form_pg_attribute other = TupleDescAttr(w->desc, i);
+		struct varlena *v;
+
+		if (i == p || w->isnull[i] || other->attlen != -1 ||
+			(other->attstorage != TYPSTORAGE_EXTENDED && other->attstorage != TYPSTORAGE_EXTERNAL))
+			continue;
+		v = (struct varlena *) DatumGetPointer(w->values[i]);
+		if (VARATT_IS_COMPRESSED(v))
+			continue;
+		if (VARSIZE_ANY(v) > VARSIZE(value) || (i < p && VARSIZE_ANY(v) == VARSIZE(value)))
+			return;
+	}
+	compressed = toast_compress_datum(w->values[p], att->attcompression);
+	if (DatumGetPointer(compressed) == NULL)
+		return;
+	w->values[p] = compressed;
+	size = row_size(w, &data);
+	if ((int64) data > (int64) w->toast_target - (int64) (size - data))
+	{
+		/* the toaster would go on: it gets the row as it is */
+		pfree(DatumGetPointer(compressed));
+		w->values[p] = PointerGetDatum(value);
+	}
 }
 
 /* Form a row into a tuple of the partition, held until the batch is written. */
@@ -512,6 +595,7 @@ direct_append(SnapshotWriter *w, const SnapshotRow *row)
 				}
 		}
 	}
+	compress_positions(w);
 	tuple = heap_form_tuple(w->desc, w->values, w->isnull);
 	if (w->nbatch >= w->maxtuples)
 	{
@@ -566,7 +650,9 @@ insert_direct(SnapshotWriter *w)
 		/* the rows share their date: the partition's bounds checked once */
 		if (rel->rd_rel->relispartition)
 			(void) ExecPartitionCheck(rri, slots[0], estate, true);
-		table_multi_insert(rel, slots, w->nbatch, GetCurrentCommandId(true), 0, NULL);
+		table_multi_insert(rel, slots, w->nbatch, GetCurrentCommandId(true), 0, w->bistate);
+		/* the pin belongs to the subtransaction's resource owner */
+		ReleaseBulkInsertStatePin(w->bistate);
 		for (int i = 0; i < w->nbatch; i++)
 		{
 			list_free(ExecInsertIndexTuples(rri, slots[i], estate, false, false, NULL, NIL));
@@ -592,6 +678,8 @@ insert_direct(SnapshotWriter *w)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
+		/* the rollback released the pin the bulk-insert state may have held */
+		w->bistate->current_buf = InvalidBuffer;
 		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
 			ReThrowError(edata);
 		inserted = false;
@@ -619,8 +707,12 @@ tuples_to_columns(SnapshotWriter *w)
 				v = DatumGetInt32(w->values[i]);
 				w->batch_bytes += batch_append(&w->batch[c], (const char *) &v);
 			}
-			else
+			else if (snapshot_columns[c].kind == SNAPSHOT_KIND_UUID)
 				w->batch_bytes += batch_append(&w->batch[c], DatumGetPointer(w->values[i]));
+			else
+				/* the positions array may have been compressed */
+				w->batch_bytes += batch_append(&w->batch[c],
+											   (const char *) pg_detoast_datum_packed((struct varlena *) DatumGetPointer(w->values[i])));
 		}
 	}
 }

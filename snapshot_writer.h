@@ -10,6 +10,7 @@
 #ifndef SNAPSHOT_WRITER_H
 #define SNAPSHOT_WRITER_H
 
+#include "access/heapam.h"
 #include "executor/spi.h"
 
 #include "snapshot_walk.h"
@@ -73,6 +74,9 @@ typedef struct SnapshotWriter
 	MemoryContext tuple_cxt;	/* the batch's tuples; reset after each write */
 	HeapTuple  *tuples;
 	TupleTableSlot **slots;		/* one per tuple, kept from batch to batch */
+	BulkInsertState bistate;	/* the writes' ring of buffers */
+	int			toast_target;	/* the partition's toast tuple target */
+	int			positions_att;	/* the positions array's attribute, or -1 */
 	int			maxtuples;
 	int			nbatch;
 	Size		batch_bytes;	/* of the values in the batch */

@@ -5,13 +5,15 @@
 -- ids than a backend caches).  Every snapshot is written exactly once either
 -- way, an existing one is replaced, constraints hold, any other error of a
 -- write is raised, and a partition with a trigger or a column of the DBA's
--- is always written by SQL.
+-- is always written by SQL.  A large positions array is stored as SQL stores
+-- it: compressed with the column's method, moved to the TOAST table, or kept
+-- whole, as its storage and the partition's toast tuple target say.
 \i test/preamble.sql
 BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(21);
+SELECT plan(40);
 
 -- 40 portfolios, the n-th with a deposit of n: its cash and net worth are n
 INSERT INTO portfolios (id, name, base_currency)
@@ -111,6 +113,93 @@ SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots(
     $$VALUES ('succeeded', 40)$$, 'without them, a capture succeeds');
 SELECT is((SELECT count(DISTINCT xmin::text) FROM snapshot.portfolio_snapshots WHERE snapshot_date = '2026-03-09'),
     20::bigint, '... its 20 writes of two portfolios direct inserts again');
+
+-- a large positions array is stored as the toaster stores it through SQL:
+-- 12 positions (about 3 kB: compressed in the row) and 60 (about 16 kB:
+-- compressed, then moved to the TOAST table), written directly on one date
+-- and through capture_snapshot's upsert on the next, alike
+INSERT INTO portfolios (id, name, base_currency) VALUES
+    ('d0000000-0000-0000-0000-000000000101', 'twelve positions', 'USD'),
+    ('d0000000-0000-0000-0000-000000000102', 'sixty positions', 'USD');
+INSERT INTO assets (id, symbol, currency)
+SELECT ('a0000000-0000-0000-0000-0000000000' || lpad(n::text, 2, '0'))::uuid, 'W' || lpad(n::text, 2, '0'), 'USD'
+  FROM generate_series(1, 60) AS n;
+INSERT INTO asset_prices (asset_id, price_date, close)
+SELECT ('a0000000-0000-0000-0000-0000000000' || lpad(n::text, 2, '0'))::uuid, '2026-03-01', 100 + n
+  FROM generate_series(1, 60) AS n;
+INSERT INTO transactions (portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+SELECT p.id, NULL::uuid, 'DEPOSIT', 1, 100000, 0, NULL::numeric, '2026-03-02 09:00+00'::timestamptz
+  FROM portfolios p WHERE p.name LIKE '% positions'
+UNION ALL
+SELECT p.id, ('a0000000-0000-0000-0000-0000000000' || lpad(n::text, 2, '0'))::uuid, 'BUY', n, 90 + n, 0, NULL,
+       '2026-03-02 10:00+00'
+  FROM portfolios p, generate_series(1, 60) AS n
+ WHERE p.name = 'sixty positions' OR (p.name = 'twelve positions' AND n <= 12);
+CREATE TEMP VIEW stored AS
+SELECT s.snapshot_date, s.portfolio_id, s.position_count, pg_column_compression(s.positions) AS method,
+       pg_column_size(s.positions) AS size, s.positions::text AS positions
+  FROM snapshot.portfolio_snapshots s WHERE s.portfolio_id IN ('d0000000-0000-0000-0000-000000000101',
+                                                               'd0000000-0000-0000-0000-000000000102');
+-- the values the TOAST table of the date's partition holds
+CREATE FUNCTION pg_temp.toasted() RETURNS bigint LANGUAGE plpgsql AS $$
+DECLARE n bigint;
+BEGIN
+    EXECUTE format('SELECT count(DISTINCT chunk_id) FROM %s',
+                   (SELECT c.reltoastrelid::regclass FROM pg_class c
+                     WHERE c.oid = 'snapshot.portfolio_snapshots_y2026m03'::regclass)) INTO n;
+    RETURN n;
+END $$;
+DELETE FROM snapshot.portfolio_snapshots;
+SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots('2026-03-10', 'writes')$$,
+    $$VALUES ('succeeded', 42)$$, 'a capture of all with two large positions arrays succeeds');
+SELECT results_eq($$SELECT position_count, method FROM stored ORDER BY portfolio_id$$,
+    $$VALUES (12, 'lz4'), (60, 'lz4')$$, '... both arrays compressed with the column''s lz4');
+SELECT is(pg_temp.toasted(), 1::bigint, '... and only the larger moved to the TOAST table');
+SELECT is(net_worth, 100780::numeric, 'capture_snapshot upserts the twelve positions on the next date (10 a share gained, on 1 + 2 + ... + 12 shares)')
+  FROM snapshot.capture_snapshot('d0000000-0000-0000-0000-000000000101', '2026-03-11');
+SELECT is(net_worth, 118300::numeric, '... and the sixty (10 a share on 1 + 2 + ... + 60 shares)')
+  FROM snapshot.capture_snapshot('d0000000-0000-0000-0000-000000000102', '2026-03-11');
+SELECT results_eq($$SELECT portfolio_id, method, size, positions FROM stored WHERE snapshot_date = '2026-03-10' ORDER BY 1$$,
+    $$SELECT portfolio_id, method, size, positions FROM stored WHERE snapshot_date = '2026-03-11' ORDER BY 1$$,
+    'the direct write stores the arrays as SQL does: the same method, size and value');
+SELECT is(pg_temp.toasted(), 2::bigint, '... the larger in the TOAST table both times');
+-- a write that meets a snapshot of the date upserts the arrays it compressed
+SELECT is(net_worth, 100780::numeric, 'capture_snapshot writes the twelve positions on a third date first')
+  FROM snapshot.capture_snapshot('d0000000-0000-0000-0000-000000000101', '2026-03-12');
+SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots('2026-03-12', 'writes')$$,
+    $$VALUES ('succeeded', 42)$$, 'a capture of all of that date succeeds, its last write upserted');
+SELECT results_eq($$SELECT portfolio_id, method, size, positions FROM stored WHERE snapshot_date = '2026-03-12' ORDER BY 1$$,
+    $$SELECT portfolio_id, method, size, positions FROM stored WHERE snapshot_date = '2026-03-10' ORDER BY 1$$,
+    '... storing the arrays as before');
+-- the DBA's compression method, storage and toast tuple target hold for both paths
+ALTER TABLE snapshot.portfolio_snapshots_y2026m03 ALTER COLUMN positions SET COMPRESSION pglz;
+DELETE FROM snapshot.portfolio_snapshots;
+SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots('2026-03-10', 'writes')$$,
+    $$VALUES ('succeeded', 42)$$, 'with pglz for positions, a capture succeeds');
+SELECT is(count(*), 2::bigint, '... and capture_snapshot too')
+  FROM (SELECT snapshot.capture_snapshot('d0000000-0000-0000-0000-000000000101', '2026-03-11')
+        UNION ALL SELECT snapshot.capture_snapshot('d0000000-0000-0000-0000-000000000102', '2026-03-11')) x;
+SELECT results_eq($$SELECT snapshot_date, method FROM stored ORDER BY 1, portfolio_id$$,
+    $$VALUES ('2026-03-10'::date, 'pglz'), ('2026-03-10', 'pglz'), ('2026-03-11', 'pglz'), ('2026-03-11', 'pglz')$$,
+    '... both paths compress with pglz');
+SELECT results_eq($$SELECT portfolio_id, size FROM stored WHERE snapshot_date = '2026-03-10' ORDER BY 1$$,
+    $$SELECT portfolio_id, size FROM stored WHERE snapshot_date = '2026-03-11' ORDER BY 1$$, '... to the same sizes');
+ALTER TABLE snapshot.portfolio_snapshots ALTER COLUMN positions SET STORAGE EXTERNAL;
+DELETE FROM snapshot.portfolio_snapshots;
+SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots('2026-03-10', 'writes')$$,
+    $$VALUES ('succeeded', 42)$$, 'with external storage for positions, a capture succeeds');
+SELECT results_eq($$SELECT position_count, method FROM stored ORDER BY portfolio_id$$,
+    $$VALUES (12, NULL::text), (60, NULL)$$, '... neither array compressed');
+SELECT is(pg_temp.toasted(), 2::bigint, '... both moved to the TOAST table');
+ALTER TABLE snapshot.portfolio_snapshots_y2026m03 ALTER COLUMN positions SET COMPRESSION lz4;
+ALTER TABLE snapshot.portfolio_snapshots ALTER COLUMN positions SET STORAGE EXTENDED;
+ALTER TABLE snapshot.portfolio_snapshots_y2026m03 SET (toast_tuple_target = 8160);
+DELETE FROM snapshot.portfolio_snapshots;
+SELECT results_eq($$SELECT status, captured FROM snapshot.capture_all_snapshots('2026-03-10', 'writes')$$,
+    $$VALUES ('succeeded', 42)$$, 'with a toast_tuple_target of 8160, a capture succeeds');
+SELECT results_eq($$SELECT position_count, method FROM stored ORDER BY portfolio_id$$,
+    $$VALUES (12, NULL::text), (60, 'lz4')$$, '... the twelve positions kept whole in the row, the sixty compressed');
+ALTER TABLE snapshot.portfolio_snapshots_y2026m03 RESET (toast_tuple_target);
 
 SELECT * FROM finish();
 ROLLBACK;
