@@ -54,6 +54,16 @@
 #define N_SHORT_WEIGHT_MIN	(-(N_SHORT_WEIGHT_MASK + 1))
 #define N_DSCALE_MASK		0x3FFF
 
+/* See snapshot_amount.h. */
+bool
+amount_is_special(Numeric num)
+{
+	uint16		header;
+
+	memcpy(&header, VARDATA_ANY(num), sizeof(uint16));
+	return (header & N_SIGN_MASK) == N_SPECIAL;
+}
+
 /*
  * Whether a value read from the ledger or the market data is within the
  * bounds a valuation accepts: fewer than 10^SNAPSHOT_MAX_INTEGER_DIGITS and
@@ -333,7 +343,10 @@ aligned(Amount *a, Amount *b)
 #endif							/* SNAPSHOT_FIXED_POINT */
 
 /*
- * An amount from a numeric (not copied; it must live as long).
+ * An amount from a numeric, which may have a short header (a ledger value
+ * as the ledger cursor fetched it).  One held as a numeric is not copied,
+ * and must live as long, unless its header is short: the numeric code and
+ * the positions array read a 4-byte header, so it is then copied with one.
  */
 Amount
 amount_of(Numeric num)
@@ -345,7 +358,7 @@ amount_of(Numeric num)
 	if (fixed_from_numeric(num, &a))
 		return a;
 #endif
-	a.num = num;
+	a.num = (Numeric) pg_detoast_datum((struct varlena *) num);
 	return a;
 }
 

@@ -51,5 +51,7 @@ extern int	amount_cmp(Amount a, Amount b);
 extern int	amount_sign(Amount a);
 extern char *amount_text(Amount a);
 extern bool amount_in_bounds(Numeric num);
+/* Whether a numeric is NaN or an infinity (a short header read as it is). */
+extern bool amount_is_special(Numeric num);
 
 #endif							/* SNAPSHOT_AMOUNT_H */

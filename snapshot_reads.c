@@ -336,6 +336,17 @@ struct RowBuffer
 	Size		size;
 	int16		typlen[SNAPSHOT_READER_COLUMNS];
 	bool		typbyval[SNAPSHOT_READER_COLUMNS];
+
+	/*
+	 * A held buffer keeps the values of its earlier fetches, each fetch's in
+	 * a context of its own, until its reader is released: the walk points
+	 * into them until the portfolio they belong to is valued.
+	 */
+	bool		hold;
+	MemoryContext parent;		/* of the fetches' contexts */
+	MemoryContext *held;		/* earlier fetches' contexts */
+	int			nheld;
+	int			maxheld;
 };
 
 /* A copy of a by-reference value in the buffer's current block. */
@@ -429,7 +440,8 @@ buffer_create(const Oid *result_types, int ncols, long maxrows)
 	b->pub.rShutdown = buffer_shutdown;
 	b->pub.rDestroy = buffer_destroy;
 	b->pub.mydest = DestNone;
-	b->cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot fetched rows",
+	b->parent = CurrentMemoryContext;
+	b->cxt = AllocSetContextCreate(b->parent, "snapshot fetched rows",
 								   ALLOCSET_DEFAULT_SIZES);
 	b->ncols = ncols;
 	b->maxrows = maxrows;
@@ -441,11 +453,25 @@ buffer_create(const Oid *result_types, int ncols, long maxrows)
 	return b;
 }
 
-/* Empty the buffer for the next fetch. */
+/* Empty the buffer for the next fetch; a held one keeps the last fetch's values. */
 static void
 buffer_reset(RowBuffer *b)
 {
-	MemoryContextReset(b->cxt);
+	if (b->hold && b->block != NULL)
+	{
+		if (b->nheld == b->maxheld)
+		{
+			b->maxheld = Max(8, b->maxheld * 2);
+			b->held = b->held == NULL
+				? MemoryContextAlloc(b->parent, sizeof(MemoryContext) * b->maxheld)
+				: repalloc(b->held, sizeof(MemoryContext) * b->maxheld);
+		}
+		b->held[b->nheld++] = b->cxt;
+		b->cxt = AllocSetContextCreate(b->parent, "snapshot fetched rows",
+									   ALLOCSET_DEFAULT_SIZES);
+	}
+	else
+		MemoryContextReset(b->cxt);
 	b->block = NULL;
 	b->used = b->size = 0;
 	b->nrows = 0;
@@ -517,10 +543,32 @@ snapshot_reader_next(RowReader *r, int64 *skipped)
 	return false;
 }
 
+/* See snapshot_reads.h. */
+void
+snapshot_reader_hold(RowReader *r)
+{
+	r->buffer->hold = true;
+}
+
+/* See snapshot_reads.h. */
+void
+snapshot_reader_release(RowReader *r)
+{
+	RowBuffer  *b = r->buffer;
+
+	for (int i = 0; i < b->nheld; i++)
+		MemoryContextDelete(b->held[i]);
+	b->nheld = 0;
+}
+
 void
 snapshot_reader_close(RowReader *r)
 {
 	RowBuffer  *b = r->buffer;
+
+	snapshot_reader_release(r);
+	if (b->held != NULL)
+		pfree(b->held);
 
 	snapshot_source_cursor_close(&r->cursor);
 	MemoryContextDelete(b->cxt);
@@ -532,9 +580,23 @@ snapshot_reader_close(RowReader *r)
 	r->types = NULL;
 }
 
-/* a NULL pointer for SQL NULL, else a copy in the current context */
-#define NUMERIC_OR_NULL(r, i) \
-	((r)->nulls[i] ? NULL : DatumGetNumericCopy((r)->values[i]))
+/*
+ * A NULL pointer for SQL NULL, else the value in the held buffer (a short
+ * header kept: the valuation reads numerics through VARDATA_ANY and the
+ * fmgr), or a copy in the current context when it is compressed.
+ */
+static inline Numeric
+ledger_numeric(const RowReader *r, int i)
+{
+	struct varlena *v;
+
+	if (r->nulls[i])
+		return NULL;
+	v = (struct varlena *) DatumGetPointer(r->values[i]);
+	if (VARATT_IS_COMPRESSED(v) || VARATT_IS_EXTERNAL(v))
+		return DatumGetNumericCopy(r->values[i]);
+	return (Numeric) v;
+}
 
 /*
  * The ledger cursor's current row as a ledger entry.  Columns: portfolio_id,
@@ -551,12 +613,12 @@ snapshot_reader_ledger_entry(const RowReader *t, LedgerEntry *e)
 	e->has_asset = !t->nulls[1];
 	if (e->has_asset)
 		e->asset_id = *DatumGetUUIDP(t->values[1]);
-	e->type_text = t->nulls[2] ? NULL : TextDatumGetCString(t->values[2]);
+	e->type_text = t->nulls[2] ? NULL : pg_detoast_datum_packed((struct varlena *) DatumGetPointer(t->values[2]));
 	e->type = snapshot_parse_txn_type(e->type_text);
-	e->quantity = NUMERIC_OR_NULL(t, 3);
-	e->price = NUMERIC_OR_NULL(t, 4);
-	e->fee = NUMERIC_OR_NULL(t, 5);
-	e->rate = NUMERIC_OR_NULL(t, 6);
+	e->quantity = ledger_numeric(t, 3);
+	e->price = ledger_numeric(t, 4);
+	e->fee = ledger_numeric(t, 5);
+	e->rate = ledger_numeric(t, 6);
 	e->date_is_null = t->nulls[7];
 	e->transaction_date = t->nulls[7] ? 0 : DatumGetTimestampTz(t->values[7]);
 	e->txn_id_null = t->nulls[8];

@@ -126,8 +126,18 @@ snapshot_reader_portfolio(const RowReader *r)
 /* A portfolios row's base currency, in the current context, or NULL. */
 extern char *snapshot_reader_base_currency(const RowReader *r);
 
-/* A ledger row as a ledger entry, copied into the current context. */
+/*
+ * A ledger row as a ledger entry, in the current context; its values by
+ * reference point into the reader's buffer, which must be held.
+ */
 extern void snapshot_reader_ledger_entry(const RowReader *r, LedgerEntry *e);
+
+/*
+ * Keep the values of a reader's earlier fetches until it is released: what
+ * was read stays where it is until the walk is done with it.
+ */
+extern void snapshot_reader_hold(RowReader *r);
+extern void snapshot_reader_release(RowReader *r);
 /* The type of the ledger cursor's transaction ids. */
 extern void snapshot_reader_txn_id_type(const RowReader *r, TxnIdType *type);
 

@@ -205,7 +205,7 @@ init_constants(void)
  * else (the application once wrote "sync").
  */
 TxnType
-snapshot_parse_txn_type(const char *type_text)
+snapshot_parse_txn_type(const text *type_text)
 {
 	static const struct
 	{
@@ -226,10 +226,15 @@ snapshot_parse_txn_type(const char *type_text)
 		{"TRANSFER_OUT", TXN_TRANSFER_OUT},
 	};
 
+	const char *chars;
+	size_t		len;
+
 	if (type_text == NULL)
 		return TXN_UNKNOWN;
+	chars = VARDATA_ANY(type_text);
+	len = VARSIZE_ANY_EXHDR(type_text);
 	for (int i = 0; i < (int) lengthof(types); i++)
-		if (pg_strcasecmp(type_text, types[i].name) == 0)
+		if (strlen(types[i].name) == len && pg_strncasecmp(chars, types[i].name, len) == 0)
 			return types[i].type;
 	return TXN_UNKNOWN;
 }
@@ -366,7 +371,7 @@ static void
 check_finite(const PortfolioLedger *ledger, const LedgerEntry *e,
 			 const char *what, Numeric value)
 {
-	if (value != NULL && (numeric_is_nan(value) || numeric_is_inf(value)))
+	if (value != NULL && amount_is_special(value))
 		LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
 					 "%s %s is not a finite number", what, n_text(value));
 	if (value != NULL && !amount_in_bounds(value))
@@ -455,7 +460,7 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
 				errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				errmsg("portfolio %s, transaction %s: unknown transaction type \"%s\"",
 					   uuid_text(&ledger->id), snapshot_txn_id_text(ledger, e),
-					   e->type_text ? e->type_text : "(null)"),
+					   e->type_text ? text_to_cstring(e->type_text) : "(null)"),
 				errdetail("The type must be one of BUY, SELL, DEPOSIT, WITHDRAWAL, DIVIDEND, FEE, INTEREST, TAX, SPLIT, TRANSFER_IN or TRANSFER_OUT."),
 				errhint("Correct the transaction in the ledger, then capture the portfolio again."));
 	check_finite(ledger, e, "quantity", e->quantity);
@@ -503,7 +508,7 @@ check_entry(const MarketData *md, const PortfolioLedger *ledger, LedgerEntry *e,
 	{
 		if (!e->has_asset)
 			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,
-						 "a %s needs an asset_id", e->type_text);
+						 "a %s needs an asset_id", text_to_cstring(e->type_text));
 		e->position = find_position(md, ps, e->asset_id);
 		if (e->position < 0)
 			LEDGER_ERROR(ERRCODE_INVALID_PARAMETER_VALUE, ledger, e,

@@ -80,7 +80,7 @@ typedef struct LedgerEntry
 {
 	Datum		txn_id;			/* the row's id (see TxnIdType) */
 	bool		txn_id_null;
-	char	   *type_text;		/* the type as written in the ledger */
+	text	   *type_text;		/* the type as written in the ledger */
 	TxnType		type;
 	bool		has_asset;
 	pg_uuid_t	asset_id;
@@ -163,7 +163,7 @@ typedef struct MarketData
 								 * current context */
 } MarketData;
 
-extern TxnType snapshot_parse_txn_type(const char *type_text);
+extern TxnType snapshot_parse_txn_type(const text *type_text);
 /* A ledger entry's id as text, for a message ("(null)" for SQL NULL). */
 extern const char *snapshot_txn_id_text(const PortfolioLedger *ledger, const LedgerEntry *e);
 extern DateADT snapshot_utc_date(TimestampTz ts);

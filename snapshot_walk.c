@@ -188,8 +188,10 @@ next_entry(PortfolioLedger *ledger)
  * sorted), merged here.  The cursors are read outside any subtransaction (a
  * portal read inside a subtransaction that rolls back would be marked
  * failed), as the sources' owner; rows are gathered per portfolio in a
- * context reset after each one, so memory stays flat.  A row without a
- * portfolio id belongs to no portfolio: it is skipped and counted.
+ * context reset after each one, their values left where the ledger cursor's
+ * fetches put them until the portfolio is valued, so memory stays flat.  A
+ * row without a portfolio id belongs to no portfolio: it is skipped and
+ * counted.
  */
 void
 snapshot_walk(Walk *walk)
@@ -209,6 +211,8 @@ snapshot_walk(Walk *walk)
 	snapshot_open_ledger(&ledger_rows, walk->config, &walk->scope, walk->md->snapshot_date,
 						 Max(walk->batch_size * 10L, 100L));
 	snapshot_reader_txn_id_type(&ledger_rows, &txn_id_type);
+	/* ledger entries point into what the ledger cursor fetched */
+	snapshot_reader_hold(&ledger_rows);
 
 	portfolio_cxt = AllocSetContextCreate(CurrentMemoryContext, "snapshot portfolio",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -257,6 +261,7 @@ snapshot_walk(Walk *walk)
 		walk->last_id = ledger.id;
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(portfolio_cxt);
+		snapshot_reader_release(&ledger_rows);
 	}
 	snapshot_reader_close(&ledger_rows);
 	snapshot_reader_close(&portfolios);

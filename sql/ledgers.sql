@@ -7,7 +7,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(37);
+SELECT plan(39);
 
 INSERT INTO assets (id, symbol, currency) VALUES
     ('0e000000-0000-0000-0000-000000000001', 'SPL', 'USD'),   -- split 10:1
@@ -273,6 +273,33 @@ SELECT snapshot.snapshot_configure(cost_method => 'average', quantity_tolerance 
 SELECT results_eq($$SELECT (positions->0->>'quantity')::numeric, total_cost FROM snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000013', '2026-04-02')$$,
     $$VALUES (105::numeric, 210::numeric)$$,
     'average cost and a tolerance: dust sold of an asset not held divides nothing by zero');
+
+-- a ledger read over several fetches: its rows stay where the fetches put
+-- them until the portfolio is valued.  With snapshot.batch_size 1 a fetch
+-- holds 100 ledger rows; portfolio ...f1 has 251 (a deposit of 31 digits
+-- and 8 places, beyond what is held in fixed point, then deposits of 1 to
+-- 250), ...f2 after it has 3
+INSERT INTO portfolios (id, name, base_currency) VALUES
+    ('e0000000-0000-0000-0000-0000000000f1', 'long ledger', 'USD'),
+    ('e0000000-0000-0000-0000-0000000000f2', 'after it', 'USD');
+INSERT INTO transactions (portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+SELECT 'e0000000-0000-0000-0000-0000000000f1'::uuid, NULL::uuid, 'DEPOSIT', 1, 1000000000000000000000000000000.12345678, 0,
+       NULL::numeric, '2026-04-01 00:00+00'::timestamptz
+UNION ALL
+SELECT 'e0000000-0000-0000-0000-0000000000f1', NULL, 'DEPOSIT', 1, n, 0, NULL, '2026-04-01 01:00+00'::timestamptz + n * interval '1 second'
+  FROM generate_series(1, 250) AS n
+UNION ALL
+SELECT 'e0000000-0000-0000-0000-0000000000f2', NULL, 'DEPOSIT', 1, n, 0, NULL, '2026-04-01 01:00+00'::timestamptz + n * interval '1 second'
+  FROM generate_series(1, 3) AS n;
+SELECT snapshot.snapshot_configure();
+SET LOCAL snapshot.batch_size = 1;
+SELECT cmp_ok((SELECT captured FROM snapshot.capture_all_snapshots('2026-04-10')), '>=', 2,
+    'a capture of all, one portfolio a write, with a ledger over three fetches');
+SELECT results_eq($$SELECT portfolio_id, cash_balance FROM snapshot.portfolio_snapshots
+                    WHERE snapshot_date = '2026-04-10' AND portfolio_id::text LIKE '%f_' ORDER BY 1$$,
+    $$VALUES ('e0000000-0000-0000-0000-0000000000f1'::uuid, 1000000000000000000000000031375.12345678::numeric),
+             ('e0000000-0000-0000-0000-0000000000f2', 6)$$,
+    '... values it whole (1 + 2 + ... + 250 = 31375 on the first deposit), and the portfolio after it (1 + 2 + 3)');
 
 SELECT * FROM finish();
 ROLLBACK;
