@@ -33,8 +33,10 @@ PG_CFLAGS += -Wall -Wextra -Wno-unused-parameter $(WERROR)
 
 # The valuation's fixed-point arithmetic and the positions encoder are the
 # capture's own CPU: -O3 (after the server's -O2) took 2-4% off a capture
-# (bench notes in the README's Performance section).
-PG_CFLAGS += -O3
+# (bench notes in the README's Performance section).  SNAPSHOT_OPT= (empty)
+# keeps the server's flags, e.g. for a debug, coverage or sanitizer build.
+SNAPSHOT_OPT ?= -O3
+PG_CFLAGS += $(SNAPSHOT_OPT)
 
 # Export only what the server calls by name (PGDLLEXPORT), as PostgreSQL 16
 # builds extensions; snapshot.h says which.

@@ -78,10 +78,10 @@ typedef struct ParallelShared
 	int			queues_taken;	/* queues (and ranges) workers took */
 } ParallelShared;
 
-/* The valuation workers' main functions (snapshot_worker.c), started by name. */
 /* Keep freed memory in the process for the next batch (snapshot_worker.c). */
 extern void snapshot_worker_keep_memory(void);
 
+/* The valuation workers' main functions (snapshot_worker.c), started by name. */
 extern PGDLLEXPORT void snapshot_valuation_worker(Datum main_arg);
 extern PGDLLEXPORT void snapshot_batch_worker(Datum main_arg);
 

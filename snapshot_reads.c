@@ -28,6 +28,10 @@
 
 #include "snapshot_reads.h"
 
+static void reader_open(RowReader *r, Oid owner, const char *sql, int nargs, Oid *types,
+						Datum *values, const Oid *result_types, int nresult, long fetch_rows);
+static bool reader_next_row(RowReader *r);
+
 /*
  * Load the configuration and check the configured relations, locking them
  * until the transaction ends; 55000 when snapshot_configure() was never
@@ -177,49 +181,82 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 		a->currency = SPI_getvalue(tup, desc, 3);
 		a->currency_id = -1;
 		a->has_price = false;
+		a->latest = NULL;
 	}
 	SPI_freetuptable(SPI_tuptable);
 	snapshot_rank_assets(md);
 
-	sql = psprintf("SELECT DISTINCT ON (p.asset_id::pg_catalog.uuid)"
-				   " p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date,"
-				   " p.close::pg_catalog.numeric FROM %s p"
-				   " WHERE p.price_date::pg_catalog.date OPERATOR(pg_catalog.<=) $1"
-				   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.>=) 0"
-				   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.<) 'Infinity'%s"
-				   " ORDER BY p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date DESC",
-				   config->names[SOURCE_PRICES], asset_filter(config, scope, "p.asset_id::pg_catalog.uuid"));
-	snapshot_source_query(owner, sql, scope->single ? 2 : 1, types, values, 0);
-	MemoryContextSwitchTo(cxt);	/* SPI returns in its own context */
-	for (uint64 i = 0; i < SPI_processed; i++)
+	/*
+	 * Each asset's latest valid close on or before the date.  The prices
+	 * are read in no order and the latest kept per asset here: a sort of a
+	 * long price history (on disk beyond work_mem) took longer than reading
+	 * it, in every process of a run.  As a DISTINCT ON would, one row is
+	 * taken per asset, of its latest date (the first read among rows of
+	 * the same date), and skipped, leaving the asset without a price, when
+	 * its close is beyond what a valuation accepts; rows without an asset
+	 * are one skipped row.
+	 */
 	{
-		HeapTuple	tup = SPI_tuptable->vals[i];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		id_null,
-					date_null,
-					close_null;
-		Datum		id = SPI_getbinval(tup, desc, 1, &id_null);
-		Datum		date = SPI_getbinval(tup, desc, 2, &date_null);
-		Datum		close = SPI_getbinval(tup, desc, 3, &close_null);
+		static const Oid price_types[] = {UUIDOID, DATEOID, NUMERICOID};
+		RowReader	prices;
+		bool		null_asset = false;
+		HASH_SEQ_STATUS seq;
 		AssetInfo  *a;
 
-		if (id_null || date_null || close_null || !amount_in_bounds(DatumGetNumeric(close)))
+		sql = psprintf("SELECT p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date,"
+					   " p.close::pg_catalog.numeric FROM %s p"
+					   " WHERE p.price_date::pg_catalog.date OPERATOR(pg_catalog.<=) $1"
+					   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.>=) 0"
+					   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.<) 'Infinity'%s",
+					   config->names[SOURCE_PRICES],
+					   asset_filter(config, scope, "p.asset_id::pg_catalog.uuid"));
+		MemoryContextSwitchTo(cxt);
+		reader_open(&prices, owner, sql, scope->single ? 2 : 1, types, values,
+					price_types, lengthof(price_types), 10000);
+		while (reader_next_row(&prices))
 		{
-			(*skipped)++;
-			continue;
-		}
+			DateADT		date;
 
-		/* a price of an asset the assets relation lacks is never used */
-		a = hash_search(md->assets, DatumGetUUIDP(id), HASH_FIND, NULL);
-		if (a == NULL)
-			continue;
-		a->price_date = DatumGetDateADT(date);
-		a->price_date_iso = snapshot_date_iso(a->price_date);
-		a->has_price = true;
-		a->close = amount_of(DatumGetNumericCopy(close));
-		a->close_rounded = amount_numeric(amount_round(a->close));
+			CHECK_FOR_INTERRUPTS();
+			if (prices.nulls[0])
+			{
+				null_asset = true;
+				continue;
+			}
+			/* a price of an asset the assets relation lacks is never used */
+			a = hash_search(md->assets, DatumGetUUIDP(prices.values[0]), HASH_FIND, NULL);
+			if (a == NULL)
+				continue;
+			date = DatumGetDateADT(prices.values[1]);
+			if (a->latest != NULL && date <= a->price_date)
+				continue;
+			MemoryContextSwitchTo(cxt);
+			if (a->latest != NULL)
+				pfree(a->latest);
+			a->latest = DatumGetNumericCopy(prices.values[2]);
+			a->price_date = date;
+		}
+		MemoryContextSwitchTo(cxt);
+		snapshot_reader_close(&prices);
+		if (null_asset)
+			(*skipped)++;
+		hash_seq_init(&seq, md->assets);
+		while ((a = hash_seq_search(&seq)) != NULL)
+		{
+			if (a->latest == NULL)
+				continue;
+			if (!amount_in_bounds(a->latest))
+				(*skipped)++;
+			else
+			{
+				a->price_date_iso = snapshot_date_iso(a->price_date);
+				a->has_price = true;
+				a->close = amount_of(a->latest);
+				a->close_rounded = amount_numeric(amount_round(a->close));
+			}
+			a->latest = NULL;
+		}
 	}
-	SPI_freetuptable(SPI_tuptable);
 
 	md->currencies = NULL;
 	md->fx = NULL;
@@ -457,7 +494,7 @@ buffer_create(const Oid *result_types, int ncols, long maxrows)
 static void
 buffer_reset(RowBuffer *b)
 {
-	if (b->hold && b->block != NULL)
+	if (b->hold && b->nrows > 0)
 	{
 		if (b->nheld == b->maxheld)
 		{
@@ -496,8 +533,11 @@ reader_open(RowReader *r, Oid owner, const char *sql, int nargs, Oid *types,
 								r->types, nresult);
 	/* a column of any type takes the one the query gives it, checked from then on */
 	desc = r->cursor.portal->tupDesc;
+	if (desc == NULL || desc->natts != nresult)
+		elog(ERROR, "snapshot: a source cursor returns %d columns, not %d",
+			 desc ? desc->natts : 0, nresult);
 	for (int i = 0; i < nresult; i++)
-		if (r->types[i] == InvalidOid && desc != NULL && i < desc->natts)
+		if (r->types[i] == InvalidOid)
 			r->types[i] = TupleDescAttr(desc, i)->atttypid;
 	r->buffer = buffer_create(r->types, nresult, fetch_rows);
 }
@@ -583,7 +623,8 @@ snapshot_reader_close(RowReader *r)
 /*
  * A NULL pointer for SQL NULL, else the value in the held buffer (a short
  * header kept: the valuation reads numerics through VARDATA_ANY and the
- * fmgr), or a copy in the current context when it is compressed.
+ * fmgr), or a copy in the current context when it is compressed or
+ * external.
  */
 static inline Numeric
 ledger_numeric(const RowReader *r, int i)
@@ -632,26 +673,10 @@ snapshot_reader_txn_id_type(const RowReader *t, TxnIdType *type)
 	bool		varlena;
 
 	type->type = t->types[8];
+	Assert(txn_id_read_as_is(type->type));
 	get_typlenbyval(type->type, &type->typlen, &type->typbyval);
 	getTypeOutputInfo(type->type, &type->typoutput, &varlena);
-	switch (getBaseType(type->type))
-	{
-		case INT2OID:
-		case INT4OID:
-		case INT8OID:
-		case OIDOID:
-		case UUIDOID:
-			type->compare = TXN_ID_BINARY;
-			break;
-		case TEXTOID:
-		case VARCHAROID:
-		case BPCHAROID:
-			type->compare = TXN_ID_TEXT;
-			break;
-		default:
-			type->compare = TXN_ID_OUTPUT;
-			break;
-	}
+	type->by_text = getBaseType(type->type) == TEXTOID || getBaseType(type->type) == VARCHAROID;
 }
 
 /* The portfolios cursor's current base currency, or NULL. */
@@ -695,11 +720,57 @@ snapshot_open_portfolios(RowReader *r, const SnapshotConfig *config,
 				4, types, values, result_types, lengthof(result_types), fetch_rows);
 }
 
+/*
+ * The ledger cursor's query: the transaction ids as they are, or as text.
+ */
+static char *
+ledger_sql(const SnapshotConfig *config, const SourceScope *scope, bool id_as_text)
+{
+	return psprintf("SELECT t.portfolio_id::pg_catalog.uuid, t.asset_id::pg_catalog.uuid,"
+					" t.type::pg_catalog.text, t.quantity::pg_catalog.numeric,"
+					" t.price::pg_catalog.numeric, t.fee::pg_catalog.numeric,"
+					" t.exchange_rate::pg_catalog.numeric,"
+					" t.transaction_date::pg_catalog.timestamptz, t.id%s"
+					" FROM %s t"
+					" WHERE (t.transaction_date::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $1"
+					" OR t.transaction_date IS NULL)"
+					" AND t.portfolio_id IS NOT NULL%s"
+					" ORDER BY t.portfolio_id::pg_catalog.uuid,"
+					" t.transaction_date::pg_catalog.timestamptz, t.id",
+					id_as_text ? "::pg_catalog.text" : "",
+					config->names[SOURCE_TRANSACTIONS], walk_filter(scope, "t.portfolio_id"));
+}
+
+/*
+ * Whether transaction ids of this type are read as they are: the integer
+ * types, uuid and the text types (and domains over them), whose text is
+ * what their built-in output function prints and whose equality is that of
+ * their text.  Any other type is read as its ::text cast gives it, computed
+ * by the cursor as the sources' owner.
+ */
+static bool
+txn_id_read_as_is(Oid type)
+{
+	switch (getBaseType(type))
+	{
+		case INT2OID:
+		case INT4OID:
+		case INT8OID:
+		case OIDOID:
+		case UUIDOID:
+		case TEXTOID:
+		case VARCHAROID:
+			return true;
+		default:
+			return false;
+	}
+}
+
 void
 snapshot_open_ledger(RowReader *r, const SnapshotConfig *config,
 					 const SourceScope *scope, DateADT date, long fetch_rows)
 {
-	static const Oid result_types[] = {UUIDOID, UUIDOID, TEXTOID, NUMERICOID, NUMERICOID,
+	Oid			result_types[] = {UUIDOID, UUIDOID, TEXTOID, NUMERICOID, NUMERICOID,
 	NUMERICOID, NUMERICOID, TIMESTAMPTZOID, InvalidOid};
 	Oid			types[4] = {TIMESTAMPTZOID, UUIDOID, UUIDOID, UUIDOID};
 	Datum		values[4];
@@ -707,20 +778,15 @@ snapshot_open_ledger(RowReader *r, const SnapshotConfig *config,
 	StaticAssertStmt(lengthof(result_types) <= SNAPSHOT_READER_COLUMNS,
 					 "a reader holds every column of the ledger cursor");
 	walk_params(scope, date, values);
-	reader_open(r, config->owner,
-				psprintf("SELECT t.portfolio_id::pg_catalog.uuid, t.asset_id::pg_catalog.uuid,"
-						 " t.type::pg_catalog.text, t.quantity::pg_catalog.numeric,"
-						 " t.price::pg_catalog.numeric, t.fee::pg_catalog.numeric,"
-						 " t.exchange_rate::pg_catalog.numeric,"
-						 " t.transaction_date::pg_catalog.timestamptz, t.id"
-						 " FROM %s t"
-						 " WHERE (t.transaction_date::pg_catalog.timestamptz OPERATOR(pg_catalog.<) $1"
-						 " OR t.transaction_date IS NULL)"
-						 " AND t.portfolio_id IS NOT NULL%s"
-						 " ORDER BY t.portfolio_id::pg_catalog.uuid,"
-						 " t.transaction_date::pg_catalog.timestamptz, t.id",
-						 config->names[SOURCE_TRANSACTIONS], walk_filter(scope, "t.portfolio_id")),
+	reader_open(r, config->owner, ledger_sql(config, scope, false),
 				4, types, values, result_types, lengthof(result_types), fetch_rows);
+	if (!txn_id_read_as_is(r->types[8]))
+	{
+		snapshot_reader_close(r);
+		result_types[8] = TEXTOID;
+		reader_open(r, config->owner, ledger_sql(config, scope, true),
+					4, types, values, result_types, lengthof(result_types), fetch_rows);
+	}
 }
 
 /*

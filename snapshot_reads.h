@@ -76,7 +76,9 @@ extern int	snapshot_split_every(const SnapshotConfig *config, const SnapshotRang
 /*
  * An ordered, read-only cursor over the sources, read in batches as their
  * owner, one row at a time.  The current row's values point into the
- * fetched batch, valid until the next call to snapshot_reader_next().
+ * fetched batch, valid until the next call to snapshot_reader_next() fetches
+ * the next batch; a held reader (snapshot_reader_hold) keeps them until it is
+ * released.
  */
 #define SNAPSHOT_READER_COLUMNS 9
 

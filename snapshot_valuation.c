@@ -343,25 +343,17 @@ static bool
 same_txn_id(const PortfolioLedger *ledger, const LedgerEntry *a, const LedgerEntry *b)
 {
 	const TxnIdType *type = ledger->txn_id_type;
+	struct varlena *x;
+	struct varlena *y;
 
 	if (a->txn_id_null || b->txn_id_null)
 		return a->txn_id_null && b->txn_id_null;
-	switch (type->compare)
-	{
-		case TXN_ID_BINARY:
-			return datumIsEqual(a->txn_id, b->txn_id, type->typbyval, type->typlen);
-		case TXN_ID_TEXT:
-			{
-				struct varlena *x = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(a->txn_id));
-				struct varlena *y = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(b->txn_id));
-
-				return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
-					memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
-			}
-		case TXN_ID_OUTPUT:
-			break;
-	}
-	return strcmp(snapshot_txn_id_text(ledger, a), snapshot_txn_id_text(ledger, b)) == 0;
+	if (!type->by_text)
+		return datumIsEqual(a->txn_id, b->txn_id, type->typbyval, type->typlen);
+	x = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(a->txn_id));
+	y = pg_detoast_datum_packed((struct varlena *) DatumGetPointer(b->txn_id));
+	return VARSIZE_ANY_EXHDR(x) == VARSIZE_ANY_EXHDR(y) &&
+		memcmp(VARDATA_ANY(x), VARDATA_ANY(y), VARSIZE_ANY_EXHDR(x)) == 0;
 }
 
 /*

@@ -53,26 +53,18 @@ typedef struct ValuationRules
 } ValuationRules;
 
 /*
- * The type of the ledger's transaction ids, as the source gives them: read
- * as they are, and turned into text only for a message.  Two ids are the
- * same when their text is: compared as they are for the integer types and
- * uuid, by their characters for the text types, and by their text for any
- * other.
+ * The type of the ledger's transaction ids as the ledger cursor reads them
+ * (snapshot_open_ledger): an integer type or uuid, compared as they are, or
+ * a text type, compared by their characters; any other type is read as its
+ * ::text cast.  Turned into text only for a message.
  */
-typedef enum TxnIdCompare
-{
-	TXN_ID_BINARY,
-	TXN_ID_TEXT,
-	TXN_ID_OUTPUT
-} TxnIdCompare;
-
 typedef struct TxnIdType
 {
 	Oid			type;
 	int16		typlen;
 	bool		typbyval;
 	Oid			typoutput;
-	TxnIdCompare compare;
+	bool		by_text;		/* compared by characters, not as they are */
 } TxnIdType;
 
 /* One ledger row as read from the transactions relation. */
@@ -125,6 +117,8 @@ typedef struct AssetInfo
 	Numeric		close_rounded;	/* ... to SNAPSHOT_SCALE places */
 	DateADT		price_date;
 	char	   *price_date_iso;	/* ... as the positions array shows it */
+	Numeric		latest;			/* while the prices are read: the close of
+								 * price_date, the latest so far, or NULL */
 } AssetInfo;
 
 /* A currency of the FX table, numbered from 0. */

@@ -234,18 +234,32 @@ snapshot_walk(Walk *walk)
 		 * Skip the ledger rows of portfolios the portfolios relation lacks,
 		 * then gather this one's.  A fetch returns in the SPI procedure's
 		 * context, so the portfolio's context is selected again after each.
+		 * Fetches that no entry points into are let go as the walk passes
+		 * them (the current row is always in the current fetch, never held),
+		 * so skipped rows, and the rows of a portfolio refused as too long,
+		 * cost no more memory than one fetch.
 		 */
 		while (have_txn &&
 			   (cmp = memcmp(snapshot_reader_portfolio(&ledger_rows)->data, ledger.id.data,
 							 UUID_LEN)) < 0)
+		{
+			snapshot_reader_release(&ledger_rows);
 			have_txn = snapshot_reader_next(&ledger_rows, &walk->skipped);
+		}
 		while (have_txn && cmp == 0)
 		{
 			MemoryContextSwitchTo(portfolio_cxt);
-			if (ledger.nentries < SNAPSHOT_LEDGER_MAX)
+			if (ledger.too_long)
+				snapshot_reader_release(&ledger_rows);
+			else if (ledger.nentries < SNAPSHOT_LEDGER_MAX)
 				snapshot_reader_ledger_entry(&ledger_rows, next_entry(&ledger));
 			else
+			{
+				/* refused whole (finish_portfolio): its entries are dropped */
 				ledger.too_long = true;
+				ledger.nentries = 0;
+				snapshot_reader_release(&ledger_rows);
+			}
 			have_txn = snapshot_reader_next(&ledger_rows, &walk->skipped);
 			cmp = have_txn ? memcmp(snapshot_reader_portfolio(&ledger_rows)->data,
 									ledger.id.data, UUID_LEN) : 1;

@@ -154,10 +154,13 @@ take_queue(dsm_segment *seg, shm_toc *toc, ParallelShared *shared, shm_mq_handle
 /*
  * A capture process allocates and frees the same few megabytes for every
  * batch: its tuples, their compressed copies, its fetched rows.  By default
- * glibc gives blocks over 128 kB back to the kernel as they are freed, so
- * the next batch takes page faults and zeroes the pages again (half of a
- * capture's page faults, some 3% of its time).  These processes live for
- * one run, so they keep what they freed, up to 64 MB, for the next batch.
+ * glibc maps large blocks on their own and trims the top of its heap once
+ * more than a threshold is free (both thresholds grow as blocks are freed,
+ * but from 128 kB), so each batch took page faults and zeroed its pages
+ * again: half of a capture's page faults, some 3% of its time.  These
+ * processes live for one run; they keep what they freed, up to 64 MB, for
+ * the next batch.  (Fixed thresholds also stop glibc's adjusting them; the
+ * process's peak is what it keeps, and it ends with its run.)
  */
 void
 snapshot_worker_keep_memory(void)

@@ -502,9 +502,12 @@ row_size(const SnapshotWriter *w, Size *data)
  * bytes (toast_compress_datum() decides, with the column's method), and the
  * data then fits the target.  The toaster would form the row a second time
  * around the compressed array; formed once, the row is the same.  In any
- * other case the row goes to the toaster as it is.
+ * other case the row goes to the toaster as it is.  Returns the bytes the
+ * compression saved.  The target is the partition's when the writer began
+ * and as each batch is inserted (a change during a capture holds from the
+ * next batch on: a row compressed under the old one is as valid).
  */
-static void
+static Size
 compress_positions(SnapshotWriter *w)
 {
 	int			p = w->positions_att;
@@ -515,14 +518,14 @@ compress_positions(SnapshotWriter *w)
 	Form_pg_attribute att;
 
 	if (p < 0 || w->isnull[p])
-		return;
+		return 0;
 	value = (struct varlena *) DatumGetPointer(w->values[p]);
 	att = TupleDescAttr(w->desc, p);
 	if (VARATT_IS_EXTENDED(value) || att->attstorage != TYPSTORAGE_EXTENDED)
-		return;
+		return 0;
 	size = row_size(w, &data);
 	if (size <= TOAST_TUPLE_THRESHOLD || (int64) data <= (int64) w->toast_target - (int64) (size - data))
-		return;
+		return 0;
 	for (int i = 0; i < w->natts; i++)
 	{
 		Form_pg_attribute other = TupleDescAttr(w->desc, i);
@@ -535,11 +538,11 @@ compress_positions(SnapshotWriter *w)
 		if (VARATT_IS_COMPRESSED(v))
 			continue;
 		if (VARSIZE_ANY(v) > VARSIZE(value) || (i < p && VARSIZE_ANY(v) == VARSIZE(value)))
-			return;
+			return 0;
 	}
 	compressed = toast_compress_datum(w->values[p], att->attcompression);
 	if (DatumGetPointer(compressed) == NULL)
-		return;
+		return 0;
 	w->values[p] = compressed;
 	size = row_size(w, &data);
 	if ((int64) data > (int64) w->toast_target - (int64) (size - data))
@@ -547,7 +550,9 @@ compress_positions(SnapshotWriter *w)
 		/* the toaster would go on: it gets the row as it is */
 		pfree(DatumGetPointer(compressed));
 		w->values[p] = PointerGetDatum(value);
+		return 0;
 	}
+	return VARSIZE(value) - VARSIZE(DatumGetPointer(compressed));
 }
 
 /* Form a row into a tuple of the partition, held until the batch is written. */
@@ -556,6 +561,7 @@ direct_append(SnapshotWriter *w, const SnapshotRow *row)
 {
 	MemoryContext old = MemoryContextSwitchTo(w->tuple_cxt);
 	HeapTuple	tuple;
+	Size		saved;
 
 	for (int i = 0; i < w->natts; i++)
 	{
@@ -595,7 +601,7 @@ direct_append(SnapshotWriter *w, const SnapshotRow *row)
 				}
 		}
 	}
-	compress_positions(w);
+	saved = compress_positions(w);
 	tuple = heap_form_tuple(w->desc, w->values, w->isnull);
 	if (w->nbatch >= w->maxtuples)
 	{
@@ -608,7 +614,8 @@ direct_append(SnapshotWriter *w, const SnapshotRow *row)
 		MemoryContextSwitchTo(w->tuple_cxt);
 	}
 	w->tuples[w->nbatch] = tuple;
-	w->batch_bytes += tuple->t_len;
+	/* the batch's bound is on its values as an upsert would hold them */
+	w->batch_bytes += tuple->t_len + saved;
 	MemoryContextSwitchTo(old);
 }
 
@@ -637,6 +644,7 @@ insert_direct(SnapshotWriter *w)
 		/* what the statement would see: a snapshot of its own, as SPI takes */
 		PushActiveSnapshot(GetTransactionSnapshot());
 		estate->es_snapshot = GetActiveSnapshot();
+		w->toast_target = RelationGetToastTupleTarget(rel, (int) TOAST_TUPLE_TARGET);
 		InitResultRelInfo(rri, rel, 0, NULL, 0);
 		ExecOpenIndices(rri, false);
 		for (int i = 0; i < w->nbatch; i++)
@@ -678,8 +686,12 @@ insert_direct(SnapshotWriter *w)
 		RollbackAndReleaseCurrentSubTransaction();
 		MemoryContextSwitchTo(cxt);
 		CurrentResourceOwner = owner;
-		/* the rollback released the pin the bulk-insert state may have held */
-		w->bistate->current_buf = InvalidBuffer;
+		/*
+		 * The rollback released the pin the bulk-insert state held; the
+		 * state is dropped (not freed: it would release the pin again), as
+		 * the writer upserts from here or the error ends the capture.
+		 */
+		w->bistate = NULL;
 		if (edata->sqlerrcode != ERRCODE_UNIQUE_VIOLATION)
 			ReThrowError(edata);
 		inserted = false;

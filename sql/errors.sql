@@ -5,7 +5,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(28);
+SELECT plan(29);
 
 -- the application's schema forbids some of these; a ledger from elsewhere may not
 ALTER TABLE transactions DROP CONSTRAINT transactions_asset_id_fkey;
@@ -104,7 +104,8 @@ SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000
     '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 112: appears more than once in the ledger',
     'a ledger row listed twice is an error, not double money');
 
--- transaction ids of any type: read as they are, the same when their text is, shown as text
+-- transaction ids: integers, uuid and text read as they are, any other type
+-- as its ::text cast; the same when their text is, shown as text
 CREATE VIEW text_id_transactions AS
     SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, 'T-' || t.id AS id
       FROM transactions t UNION ALL
@@ -125,7 +126,7 @@ SELECT snapshot.snapshot_configure(transactions => 'uuid_id_transactions');
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
     '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 00000000-0000-0000-0000-000000000112: appears more than once in the ledger',
     'uuid ids: the same');
--- numeric has no binary equality of its text: 112.0 and 112.00 are two ids, 112.0 twice one
+-- numeric ids are read as text: 112.0 and 112.00 are two ids, 112.0 twice one
 CREATE VIEW numeric_id_transactions AS
     SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, t.id::numeric(10,1) AS id
       FROM transactions t UNION ALL
@@ -141,6 +142,16 @@ SET test.second_scale = '2';
 SELECT is((SELECT total_cost FROM snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')),
     200::numeric, 'numeric ids of another text are other transactions');
 RESET test.second_scale;
+-- char(n) ids: 'T-112' as char(6) and char(8) are one id, as their text is
+CREATE VIEW char_id_transactions AS
+    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, ('T-' || t.id)::char(6) AS id
+      FROM transactions t UNION ALL
+    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, ('T-' || t.id)::char(8)
+      FROM transactions t WHERE t.id = 112;
+SELECT snapshot.snapshot_configure(transactions => 'char_id_transactions');
+SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
+    '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction T-112: appears more than once in the ledger',
+    'char(n) ids: compared and shown as their text, without the padding');
 CREATE VIEW null_id_transactions AS
     SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, NULL::bigint AS id
       FROM transactions t UNION ALL

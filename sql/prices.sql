@@ -5,7 +5,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(8);
+SELECT plan(10);
 
 INSERT INTO assets (id, symbol, currency) VALUES
     ('0b000000-0000-0000-0000-000000000003', 'S3', 'USD'),
@@ -68,6 +68,21 @@ SELECT results_eq(
     'once S3 is quoted, its close replaces the last trade price');
 SELECT is(missing_prices, 1, 'a backfill before that quote still falls back')
   FROM snapshot.capture_snapshot('b0000000-0000-0000-0000-000000000001', '2026-03-04');
+
+-- the prices are read in no order: an older close read after the latest
+-- does not replace it; a latest close beyond what a valuation accepts is a
+-- skipped row, and leaves its asset without a price (not the close before)
+INSERT INTO asset_prices (asset_id, price_date, close) VALUES
+    ('0b000000-0000-0000-0000-000000000003', '2026-03-03', 77),
+    ('0b000000-0000-0000-0000-000000000001', '2026-03-05', 1e45);
+SELECT results_eq(
+    $$SELECT missing_prices, stale_prices, market_value, positions->2->>'price'
+        FROM snapshot.capture_snapshot('b0000000-0000-0000-0000-000000000001', '2026-03-05')$$,
+    $$VALUES (1, 1, 260::numeric, '80.00000000')$$,
+    'S3 at its latest close 80, not the older 77 read after it; S1 at its last trade price 40, not 1e45 nor 50');
+SELECT results_eq(
+    $$SELECT status, skipped_rows FROM snapshot.capture_all_snapshots('2026-03-05')$$,
+    $$VALUES ('succeeded'::text, 1)$$, 'a capture of all counts that close as one skipped row');
 
 SELECT * FROM finish();
 ROLLBACK;
