@@ -31,6 +31,7 @@
 static void reader_open(RowReader *r, Oid owner, const char *sql, int nargs, Oid *types,
 						Datum *values, const Oid *result_types, int nresult, long fetch_rows);
 static bool reader_next_row(RowReader *r);
+static bool txn_id_read_as_is(Oid type);
 
 /*
  * Load the configuration and check the configured relations, locking them
@@ -181,27 +182,37 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 		a->currency = SPI_getvalue(tup, desc, 3);
 		a->currency_id = -1;
 		a->has_price = false;
-		a->latest = NULL;
 	}
 	SPI_freetuptable(SPI_tuptable);
 	snapshot_rank_assets(md);
 
 	/*
 	 * Each asset's latest valid close on or before the date.  The prices
-	 * are read in no order and the latest kept per asset here: a sort of a
-	 * long price history (on disk beyond work_mem) took longer than reading
-	 * it, in every process of a run.  As a DISTINCT ON would, one row is
-	 * taken per asset, of its latest date (the first read among rows of
-	 * the same date), and skipped, leaving the asset without a price, when
-	 * its close is beyond what a valuation accepts; rows without an asset
-	 * are one skipped row.
+	 * are read in no order and the latest row kept per asset id here: a
+	 * sort of a long price history (on disk beyond work_mem) took longer
+	 * than reading it, in every process of a run.  What is kept is what a
+	 * DISTINCT ON (asset_id) ... ORDER BY price_date DESC gave: one row per
+	 * asset id, of its latest date (the first read among rows of one date),
+	 * then a skipped row when its close is beyond what a valuation accepts
+	 * (the asset has no price then, not an older one), ignored when the
+	 * assets relation lacks the asset; rows without an asset id are one
+	 * skipped row.
 	 */
 	{
+		typedef struct LatestPrice
+		{
+			pg_uuid_t	asset_id;	/* hash key */
+			DateADT		date;
+			Numeric		close;
+		} LatestPrice;
 		static const Oid price_types[] = {UUIDOID, DATEOID, NUMERICOID};
 		RowReader	prices;
 		bool		null_asset = false;
+		MemoryContext latest_cxt = AllocSetContextCreate(caller, "snapshot latest prices",
+														 ALLOCSET_DEFAULT_SIZES);
+		HTAB	   *latest;
 		HASH_SEQ_STATUS seq;
-		AssetInfo  *a;
+		LatestPrice *l;
 
 		sql = psprintf("SELECT p.asset_id::pg_catalog.uuid, p.price_date::pg_catalog.date,"
 					   " p.close::pg_catalog.numeric FROM %s p"
@@ -210,12 +221,15 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 					   " AND p.close::pg_catalog.numeric OPERATOR(pg_catalog.<) 'Infinity'%s",
 					   config->names[SOURCE_PRICES],
 					   asset_filter(config, scope, "p.asset_id::pg_catalog.uuid"));
-		MemoryContextSwitchTo(cxt);
+		MemoryContextSwitchTo(latest_cxt);
+		latest = make_hash("snapshot latest prices", sizeof(pg_uuid_t), sizeof(LatestPrice),
+						   hash_get_num_entries(md->assets), true);
 		reader_open(&prices, owner, sql, scope->single ? 2 : 1, types, values,
 					price_types, lengthof(price_types), 10000);
 		while (reader_next_row(&prices))
 		{
 			DateADT		date;
+			bool		found;
 
 			CHECK_FOR_INTERRUPTS();
 			if (prices.nulls[0])
@@ -223,39 +237,48 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 				null_asset = true;
 				continue;
 			}
-			/* a price of an asset the assets relation lacks is never used */
-			a = hash_search(md->assets, DatumGetUUIDP(prices.values[0]), HASH_FIND, NULL);
-			if (a == NULL)
+			if (prices.nulls[1] || prices.nulls[2])
+			{
+				/* not a price (the filter above lets none through) */
+				(*skipped)++;
 				continue;
+			}
 			date = DatumGetDateADT(prices.values[1]);
-			if (a->latest != NULL && date <= a->price_date)
+			l = hash_search(latest, DatumGetUUIDP(prices.values[0]), HASH_ENTER, &found);
+			if (found && date <= l->date)
 				continue;
-			MemoryContextSwitchTo(cxt);
-			if (a->latest != NULL)
-				pfree(a->latest);
-			a->latest = DatumGetNumericCopy(prices.values[2]);
-			a->price_date = date;
+			MemoryContextSwitchTo(latest_cxt);
+			if (found)
+				pfree(l->close);
+			l->close = DatumGetNumericCopy(prices.values[2]);
+			l->date = date;
 		}
-		MemoryContextSwitchTo(cxt);
 		snapshot_reader_close(&prices);
 		if (null_asset)
 			(*skipped)++;
-		hash_seq_init(&seq, md->assets);
-		while ((a = hash_seq_search(&seq)) != NULL)
+		MemoryContextSwitchTo(cxt);
+		hash_seq_init(&seq, latest);
+		while ((l = hash_seq_search(&seq)) != NULL)
 		{
-			if (a->latest == NULL)
-				continue;
-			if (!amount_in_bounds(a->latest))
-				(*skipped)++;
-			else
+			AssetInfo  *a;
+
+			if (!amount_in_bounds(l->close))
 			{
-				a->price_date_iso = snapshot_date_iso(a->price_date);
-				a->has_price = true;
-				a->close = amount_of(a->latest);
-				a->close_rounded = amount_numeric(amount_round(a->close));
+				(*skipped)++;
+				continue;
 			}
-			a->latest = NULL;
+			/* a price of an asset the assets relation lacks is never used */
+			a = hash_search(md->assets, &l->asset_id, HASH_FIND, NULL);
+			if (a == NULL)
+				continue;
+			a->price_date = l->date;
+			a->price_date_iso = snapshot_date_iso(a->price_date);
+			a->has_price = true;
+			a->close = amount_of(DatumGetNumericCopy(NumericGetDatum(l->close)));
+			a->close_rounded = amount_numeric(amount_round(a->close));
 		}
+		MemoryContextSwitchTo(caller);
+		MemoryContextDelete(latest_cxt);
 	}
 
 	md->currencies = NULL;
@@ -671,12 +694,14 @@ void
 snapshot_reader_txn_id_type(const RowReader *t, TxnIdType *type)
 {
 	bool		varlena;
+	Oid			base;
 
 	type->type = t->types[8];
 	Assert(txn_id_read_as_is(type->type));
 	get_typlenbyval(type->type, &type->typlen, &type->typbyval);
 	getTypeOutputInfo(type->type, &type->typoutput, &varlena);
-	type->by_text = getBaseType(type->type) == TEXTOID || getBaseType(type->type) == VARCHAROID;
+	base = getBaseType(type->type);
+	type->by_text = base == TEXTOID || base == VARCHAROID;
 }
 
 /* The portfolios cursor's current base currency, or NULL. */

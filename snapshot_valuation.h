@@ -117,8 +117,6 @@ typedef struct AssetInfo
 	Numeric		close_rounded;	/* ... to SNAPSHOT_SCALE places */
 	DateADT		price_date;
 	char	   *price_date_iso;	/* ... as the positions array shows it */
-	Numeric		latest;			/* while the prices are read: the close of
-								 * price_date, the latest so far, or NULL */
 } AssetInfo;
 
 /* A currency of the FX table, numbered from 0. */
