@@ -106,58 +106,39 @@ SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000
 
 -- transaction ids: integers, uuid and text read as they are, any other type
 -- as its ::text cast; the same when their text is, shown as text
-CREATE VIEW text_id_transactions AS
-    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, 'T-' || t.id AS id
-      FROM transactions t UNION ALL
-    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, 'T-' || t.id
-      FROM transactions t WHERE t.id = 112;
-SELECT snapshot.snapshot_configure(transactions => 'text_id_transactions');
+-- (the ledger as a view whose ids are id, and whose row 112 is listed again with the id twin)
+CREATE FUNCTION pg_temp.ledger_with_ids(view text, id text, twin text) RETURNS void LANGUAGE plpgsql AS $f$
+BEGIN
+    EXECUTE format('CREATE VIEW %I AS'
+                   ' SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date,'
+                   ' %s AS id FROM transactions t UNION ALL'
+                   ' SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date,'
+                   ' %s FROM transactions t WHERE t.id = 112', view, id, twin);
+    PERFORM snapshot.snapshot_configure(transactions => view);
+END $f$;
+SELECT pg_temp.ledger_with_ids('text_ids', $$'T-' || t.id$$, $$'T-' || t.id$$);
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
     '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction T-112: appears more than once in the ledger',
     'text ids: a row listed twice is found, and its id shown as it is');
-CREATE VIEW uuid_id_transactions AS
-    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date,
-           ('00000000-0000-0000-0000-' || lpad(t.id::text, 12, '0'))::uuid AS id
-      FROM transactions t UNION ALL
-    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date,
-           ('00000000-0000-0000-0000-' || lpad(t.id::text, 12, '0'))::uuid
-      FROM transactions t WHERE t.id = 112;
-SELECT snapshot.snapshot_configure(transactions => 'uuid_id_transactions');
+SELECT pg_temp.ledger_with_ids('uuid_ids', $$('00000000-0000-0000-0000-' || lpad(t.id::text, 12, '0'))::uuid$$,
+                               $$('00000000-0000-0000-0000-' || lpad(t.id::text, 12, '0'))::uuid$$);
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
     '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 00000000-0000-0000-0000-000000000112: appears more than once in the ledger',
     'uuid ids: the same');
--- numeric ids are read as text: 112.0 and 112.00 are two ids, 112.0 twice one
-CREATE VIEW numeric_id_transactions AS
-    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, t.id::numeric(10,1) AS id
-      FROM transactions t UNION ALL
-    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date,
-           CASE WHEN current_setting('test.second_scale') = '2' THEN t.id::numeric(10,2) ELSE t.id::numeric(10,1) END
-      FROM transactions t WHERE t.id = 112;
-SET test.second_scale = '1';
-SELECT snapshot.snapshot_configure(transactions => 'numeric_id_transactions');
+-- numeric ids are read as text: 112.0 twice is one id, 112.0 and 112.00 are two
+SELECT pg_temp.ledger_with_ids('numeric_ids', 't.id::numeric(10,1)', 't.id::numeric(10,1)');
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
     '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction 112.0: appears more than once in the ledger',
     'numeric ids: compared by their text');
-SET test.second_scale = '2';
+SELECT pg_temp.ledger_with_ids('numeric_scales', 't.id::numeric(10,1)', 't.id::numeric(10,2)');
 SELECT is((SELECT total_cost FROM snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')),
     200::numeric, 'numeric ids of another text are other transactions');
-RESET test.second_scale;
 -- char(n) ids: 'T-112' as char(6) and char(8) are one id, as their text is
-CREATE VIEW char_id_transactions AS
-    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, ('T-' || t.id)::char(6) AS id
-      FROM transactions t UNION ALL
-    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, ('T-' || t.id)::char(8)
-      FROM transactions t WHERE t.id = 112;
-SELECT snapshot.snapshot_configure(transactions => 'char_id_transactions');
+SELECT pg_temp.ledger_with_ids('char_ids', $$('T-' || t.id)::char(6)$$, $$('T-' || t.id)::char(8)$$);
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
     '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction T-112: appears more than once in the ledger',
     'char(n) ids: compared and shown as their text, without the padding');
-CREATE VIEW null_id_transactions AS
-    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, NULL::bigint AS id
-      FROM transactions t UNION ALL
-    SELECT portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date, NULL::bigint
-      FROM transactions t WHERE t.id = 112;
-SELECT snapshot.snapshot_configure(transactions => 'null_id_transactions');
+SELECT pg_temp.ledger_with_ids('null_ids', 'NULL::bigint', 'NULL::bigint');
 SELECT throws_ok($$SELECT snapshot.capture_snapshot('e0000000-0000-0000-0000-000000000012', '2026-03-01')$$,
     '22000', 'portfolio e0000000-0000-0000-0000-000000000012, transaction (null): appears more than once in the ledger',
     'NULL ids at one instant are the same id, as before');
