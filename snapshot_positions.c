@@ -168,10 +168,12 @@ build_key_block(void)
 }
 
 /*
- * Append the next position's object: its values by key.
+ * Append the next position's object: its values by key, with the lengths
+ * of its strings (those of the other keys are ignored).
  */
 void
-snapshot_positions_add(PositionsWriter *w, const void *const values[POSITION_KEYS])
+snapshot_positions_add(PositionsWriter *w, const void *const values[POSITION_KEYS],
+					   const int string_lens[POSITION_KEYS])
 {
 	StringInfo	buf = &w->buf;
 	int			start = buf->len;
@@ -192,8 +194,10 @@ snapshot_positions_add(PositionsWriter *w, const void *const values[POSITION_KEY
 	for (int i = 0; i < POSITION_KEYS; i++)
 	{
 		lens[i] = values[i] == NULL ? 0
-			: position_keys[i].kind == FIELD_STRING ? (int) strlen(values[i])
+			: position_keys[i].kind == FIELD_STRING ? string_lens[i]
 			: (int) VARSIZE_ANY(values[i]);
+		Assert(values[i] == NULL || position_keys[i].kind != FIELD_STRING ||
+			   lens[i] == (int) strlen(values[i]));
 		need += lens[i] + 3;
 	}
 	if (need >= (Size) (MaxAllocSize - buf->len))

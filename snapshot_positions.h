@@ -35,7 +35,8 @@ typedef enum PositionKey
 /*
  * A positions array being written: start it with the number of positions,
  * add each position's values (a C string or a Numeric by key, NULL for
- * JSON null), and finish it into a Jsonb in the current memory context.
+ * JSON null; strlen of each string in lens, which the caller knows), and
+ * finish it into a Jsonb in the current memory context.
  */
 typedef struct PositionsWriter
 {
@@ -47,7 +48,8 @@ typedef struct PositionsWriter
 } PositionsWriter;
 
 extern void snapshot_positions_start(PositionsWriter *w, int n);
-extern void snapshot_positions_add(PositionsWriter *w, const void *const values[POSITION_KEYS]);
+extern void snapshot_positions_add(PositionsWriter *w, const void *const values[POSITION_KEYS],
+								   const int lens[POSITION_KEYS]);
 extern Jsonb *snapshot_positions_finish(PositionsWriter *w);
 
 #endif							/* SNAPSHOT_POSITIONS_H */

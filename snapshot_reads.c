@@ -137,6 +137,48 @@ asset_filter(const SnapshotConfig *config, const SourceScope *scope, const char 
 }
 
 /*
+ * Move what a position shows of its asset (its rounded close, id, symbol,
+ * currency and price date) into one block, in CurrentMemoryContext: the
+ * valuation copies them into every positions array, and copied from where
+ * each was allocated they missed the cache.
+ */
+static void
+pack_asset(AssetInfo *a)
+{
+	Size		close_len = a->has_price ? VARSIZE(a->close_rounded) : 0;
+	int			id_len = strlen(a->id_text);
+	char	   *block;
+	char	   *p;
+
+	block = palloc(MAXALIGN(close_len) + id_len + 1 + a->symbol_len + 1 + a->currency_len + 1 +
+				   (a->has_price ? a->price_date_iso_len + 1 : 0));
+	p = block;
+	if (a->has_price)
+	{
+		memcpy(p, a->close_rounded, close_len);
+		a->close_rounded = (Numeric) p;
+		p += MAXALIGN(close_len);
+	}
+	memcpy(p, a->id_text, id_len + 1);
+	a->id_text = p;
+	p += id_len + 1;
+	memcpy(p, a->symbol, a->symbol_len + 1);
+	a->symbol = p;
+	p += a->symbol_len + 1;
+	if (a->currency != NULL)
+	{
+		memcpy(p, a->currency, a->currency_len + 1);
+		a->currency = p;
+		p += a->currency_len + 1;
+	}
+	if (a->has_price)
+	{
+		memcpy(p, a->price_date_iso, a->price_date_iso_len + 1);
+		a->price_date_iso = p;
+	}
+}
+
+/*
  * Build the asset, price and FX maps (see snapshot_reads.h).
  */
 void
@@ -180,6 +222,8 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 		if (a->symbol == NULL)
 			a->symbol = "";
 		a->currency = SPI_getvalue(tup, desc, 3);
+		a->symbol_len = strlen(a->symbol);
+		a->currency_len = a->currency ? strlen(a->currency) : 0;
 		a->currency_id = -1;
 		a->has_price = false;
 	}
@@ -273,12 +317,25 @@ snapshot_read_market_data(const SnapshotConfig *config, const SourceScope *scope
 				continue;
 			a->price_date = l->date;
 			a->price_date_iso = snapshot_date_iso(a->price_date);
+			a->price_date_iso_len = strlen(a->price_date_iso);
 			a->has_price = true;
 			a->close = amount_of(DatumGetNumericCopy(NumericGetDatum(l->close)));
 			a->close_rounded = amount_numeric(amount_round(a->close));
 		}
 		MemoryContextSwitchTo(caller);
 		MemoryContextDelete(latest_cxt);
+	}
+
+	/* each asset's strings and close in one block */
+	{
+		HASH_SEQ_STATUS seq;
+		AssetInfo  *a;
+
+		MemoryContextSwitchTo(cxt);
+		hash_seq_init(&seq, md->assets);
+		while ((a = hash_seq_search(&seq)) != NULL)
+			pack_asset(a);
+		MemoryContextSwitchTo(caller);
 	}
 
 	md->currencies = NULL;

@@ -61,7 +61,9 @@ typedef struct ValuedPosition
 	Amount		price;
 	Numeric		price_rounded;	/* ... as the positions array shows it */
 	const char *price_date;		/* ISO */
+	int			price_date_len;
 	const char *price_source;
+	int			price_source_len;
 	Amount		fx_rate;
 	Numeric		fx_rate_rounded;
 	Amount		market_value;
@@ -104,6 +106,28 @@ asset_key_hash(pg_uuid_t key)
 
 #define SH_PREFIX posmap
 #define SH_ELEMENT_TYPE PositionSlot
+#define SH_KEY_TYPE pg_uuid_t
+#define SH_KEY key
+#define SH_HASH_KEY(tb, key) asset_key_hash(key)
+#define SH_EQUAL(tb, a, b) (memcmp((a).data, (b).data, UUID_LEN) == 0)
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
+/*
+ * The market data's assets by id, for the first row of each asset in a
+ * ledger: built once per load, with the ranks (snapshot_rank_assets).
+ */
+typedef struct AssetSlot
+{
+	pg_uuid_t	key;
+	AssetInfo  *asset;
+	char		status;
+} AssetSlot;
+
+#define SH_PREFIX assetmap
+#define SH_ELEMENT_TYPE AssetSlot
 #define SH_KEY_TYPE pg_uuid_t
 #define SH_KEY key
 #define SH_HASH_KEY(tb, key) asset_key_hash(key)
@@ -385,13 +409,13 @@ find_position(const MarketData *md, Positions *ps, pg_uuid_t asset_id)
 {
 	bool		found;
 	PositionSlot *slot = posmap_insert(ps->map, asset_id, &found);
-	const AssetInfo *asset;
+	AssetSlot  *found_asset;
 	Position   *pos;
 
 	if (found)
 		return slot->index;
-	asset = hash_search(md->assets, &asset_id, HASH_FIND, NULL);
-	if (asset == NULL)
+	found_asset = assetmap_lookup(md->by_id, asset_id);
+	if (found_asset == NULL)
 	{
 		posmap_delete_item(ps->map, slot);
 		return -1;
@@ -405,7 +429,7 @@ find_position(const MarketData *md, Positions *ps, pg_uuid_t asset_id)
 	slot->index = ps->n++;
 	pos = &ps->items[slot->index];
 	pos->asset_id = asset_id;
-	pos->asset = asset;
+	pos->asset = found_asset->asset;
 	pos->quantity = const_zero;
 	pos->cost = const_zero;
 	pos->lots = NULL;
@@ -920,6 +944,9 @@ apply_entry(const MarketData *md, const PortfolioLedger *ledger,
 	pos->trade_date = snapshot_utc_date(e->transaction_date);
 }
 
+#define SET_PRICE_SOURCE(vp, source) \
+	((vp)->price_source = (source), (vp)->price_source_len = sizeof(source) - 1)
+
 /*
  * Price and FX for one open position, counting fallbacks in out.
  */
@@ -936,25 +963,29 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 		vp->price = asset->close;
 		vp->price_rounded = asset->close_rounded;
 		vp->price_date = asset->price_date_iso;
+		vp->price_date_len = asset->price_date_iso_len;
 		if (md->snapshot_date - asset->price_date > md->rules.stale_after_days)
 		{
-			vp->price_source = "stale";
+			SET_PRICE_SOURCE(vp, "stale");
 			out->ints[SNAP_STALE_PRICES]++;
 		}
 		else
-			vp->price_source = "market";
+			SET_PRICE_SOURCE(vp, "market");
 	}
 	else
 	{
 		vp->price = pos->trade_price;
 		vp->price_rounded = n_stored(vp->price);
 		vp->price_date = snapshot_date_iso(pos->trade_date);
-		vp->price_source = "last_trade";
+		vp->price_date_len = strlen(vp->price_date);
+		SET_PRICE_SOURCE(vp, "last_trade");
 		out->ints[SNAP_MISSING_PRICES]++;
 	}
 
 	vp->fx_rate_rounded = NULL;
-	if (currency != NULL && strcmp(currency, base_currency) == 0)
+	/* FX currencies have one id per code; others are compared as text */
+	if (asset->currency_id >= 0 && base_id >= 0 ? asset->currency_id == base_id
+		: currency != NULL && strcmp(currency, base_currency) == 0)
 	{
 		vp->fx_rate = const_one;
 		vp->fx_rate_rounded = const_one_rounded;
@@ -999,7 +1030,8 @@ compare_assets(const void *a, const void *b)
 
 /*
  * Number the assets in the order of the positions array, once per capture,
- * so that a valuation sorts its positions by an integer.
+ * so that a valuation sorts its positions by an integer, and index them by
+ * id in CurrentMemoryContext.
  */
 void
 snapshot_rank_assets(MarketData *md)
@@ -1010,9 +1042,15 @@ snapshot_rank_assets(MarketData *md)
 	AssetInfo  *a;
 	long		i = 0;
 
+	md->by_id = assetmap_create(CurrentMemoryContext, Max(n, 1), NULL);
 	hash_seq_init(&seq, md->assets);
 	while ((a = hash_seq_search(&seq)) != NULL)
+	{
+		bool		found;
+
 		assets[i++] = a;
+		assetmap_insert(md->by_id, a->asset_id, &found)->asset = a;
+	}
 	qsort(assets, n, sizeof(AssetInfo *), compare_assets);
 	for (i = 0; i < n; i++)
 		assets[i]->rank = (int) i;
@@ -1060,7 +1098,15 @@ positions_jsonb(ValuedPosition *vps, const PositionOrder *order, int n)
 			[POS_PRICE_SOURCE] = vp->price_source,
 		};
 
-		snapshot_positions_add(&w, values);
+		const int	lens[POSITION_KEYS] = {
+			[POS_SYMBOL] = vp->pos->asset->symbol_len,
+			[POS_ASSET_ID] = UUID_LEN * 2 + 4,	/* as uuid_out writes it */
+			[POS_CURRENCY] = vp->pos->asset->currency_len,
+			[POS_PRICE_DATE] = vp->price_date_len,
+			[POS_PRICE_SOURCE] = vp->price_source_len,
+		};
+
+		snapshot_positions_add(&w, values, lens);
 	}
 	return snapshot_positions_finish(&w);
 }

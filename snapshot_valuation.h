@@ -110,6 +110,8 @@ typedef struct AssetInfo
 	char	   *id_text;		/* asset_id as the positions array shows it */
 	char	   *symbol;
 	char	   *currency;		/* NULL when SQL NULL */
+	int			symbol_len;		/* strlen of symbol, of currency (0 when NULL) */
+	int			currency_len;
 	int			currency_id;	/* its id among the FX currencies, or -1 */
 	int			rank;			/* its place by symbol, then id */
 	bool		has_price;
@@ -117,6 +119,7 @@ typedef struct AssetInfo
 	Numeric		close_rounded;	/* ... to SNAPSHOT_SCALE places */
 	DateADT		price_date;
 	char	   *price_date_iso;	/* ... as the positions array shows it */
+	int			price_date_iso_len;
 } AssetInfo;
 
 /* A currency of the FX table, numbered from 0. */
@@ -144,6 +147,7 @@ typedef struct FxInfo
 typedef struct MarketData
 {
 	HTAB	   *assets;			/* AssetInfo by asset id, with its price */
+	struct assetmap_hash *by_id;	/* the same, for the valuation's lookups */
 	HTAB	   *currencies;		/* CurrencyInfo by code; NULL without FX */
 	HTAB	   *fx;				/* FxInfo: the latest rate on or before the
 								 * date, or the inverse of the latest rate
