@@ -651,7 +651,13 @@ insert_direct(SnapshotWriter *w)
 		{
 			/* the slot's to free, once the batch is written (see the flush) */
 			ExecStoreHeapTuple(w->tuples[i], slots[i], true);
-			if (rel->rd_att->constr)
+
+			/*
+			 * NOT NULL and CHECK constraints; a row without a NULL meets
+			 * every NOT NULL, so without a CHECK it is not deformed again.
+			 */
+			if (rel->rd_att->constr &&
+				(rel->rd_att->constr->num_check > 0 || HeapTupleHasNulls(w->tuples[i])))
 				ExecConstraints(rri, slots[i], estate);
 			ResetPerTupleExprContext(estate);
 		}
