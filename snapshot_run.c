@@ -702,7 +702,8 @@ typedef struct RunWork
 	int64		run_id;
 	bool		has_last;		/* last: the last committed portfolio */
 	pg_uuid_t	last;
-	bool		counted;		/* total (and market-data skips) recorded */
+	bool		counted;		/* total recorded, for this attempt */
+	bool		market_counted; /* the market data's skipped rows recorded */
 	MemoryContext run_cxt;		/* the plan and the market data, for the run */
 	BatchRunner br;				/* the run's worker's own batches */
 } RunWork;
@@ -758,6 +759,8 @@ begin_run(RunWork *rw)
 		if (!isnull)
 			rw->last = *DatumGetUUIDP(last);
 		rw->counted = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+		/* the attempt that set total added the market data's skips with it */
+		rw->market_counted = rw->counted;
 	}
 
 	if (found != 0 && (strcmp(status, "queued") == 0 || strcmp(status, "running") == 0) &&
@@ -824,6 +827,7 @@ begin_run(RunWork *rw)
 											1, &isnull));
 		rw->has_last = false;
 		rw->counted = false;
+		rw->market_counted = false;
 	}
 
 	/*
@@ -896,8 +900,12 @@ plan_run(RunWork *rw, BatchPlan **plan)
 								  : remaining);
 		nulls[1] = ' ';
 	}
-	else
-		skipped_market = 0;		/* recorded by the attempt that counted */
+	/*
+	 * Once per run, with the total that the first attempt set: an attempt
+	 * that committed no batch counts the total again, not these.
+	 */
+	if (rw->market_counted)
+		skipped_market = 0;
 	snapshot_ensure_partitions(rw->nspid, rw->nsp, rw->date);
 
 	/*
@@ -927,6 +935,7 @@ plan_run(RunWork *rw, BatchPlan **plan)
 							  " WHERE run_id OPERATOR(pg_catalog.=) $1", rw->nsp),
 					 3, types, values, nulls, false, SPI_OK_UPDATE);
 	rw->counted = true;
+	rw->market_counted = true;
 	SPI_finish();
 	PopActiveSnapshot();
 	CommitTransactionCommand();

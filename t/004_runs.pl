@@ -212,6 +212,43 @@ is($node->safe_psql('postgres',
 	$run_id, 'the day done, the fallback does nothing and returns that run');
 is($node->safe_psql('postgres', "SELECT count(*) FROM snapshot.snapshot_runs"), '1', 'one run in all');
 
+# -- interrupted before its first batch committed ---------------------------
+# the market data has a row every run skips (a close beyond the bounds, of an
+# asset no portfolio holds): the attempt that resumes counts the total again,
+# and the skipped row still once
+$node->safe_psql('postgres', q{
+INSERT INTO assets (id, symbol, currency) VALUES ('0a000000-0000-0000-0000-000000000002', 'HUGE', 'USD');
+INSERT INTO asset_prices VALUES ('0a000000-0000-0000-0000-000000000002', '2026-03-04', 1e45);});
+is($node->safe_psql('postgres',
+		"SELECT status || ' ' || skipped_rows FROM snapshot.capture_all_snapshots('2026-03-06', 'reference')"),
+	'succeeded 1', 'an uninterrupted run skips the out-of-bounds close once');
+$holder->query_safe('SELECT pg_advisory_lock(4242)');
+$node->safe_psql('postgres',
+	"DELETE FROM gate; INSERT INTO gate VALUES ('" . portfolio_id(1) . "', $holder_pid)");
+$run_id = $node->safe_psql('postgres', "SELECT snapshot.start_capture('2026-03-07', 'tap')");
+ok($node->poll_query_until('postgres', qq{
+SELECT p.progress = 0 AND p.total = 400 AND a.wait_event = 'advisory'
+  FROM snapshot.capture_progress p JOIN pg_stat_activity a ON a.pid = p.worker_pid
+ WHERE p.run_id = $run_id}), 'a run waits in its first batch, planned and counted, nothing committed');
+$worker_pid = $node->safe_psql('postgres',
+	"SELECT worker_pid FROM snapshot.snapshot_runs WHERE run_id = $run_id");
+kill 'KILL', $worker_pid;
+$holder->quit;
+ok($node->poll_query_until('postgres', 'SELECT true'), 'the server recovers');
+$holder = $node->background_psql('postgres');
+$holder_pid = $holder->query_safe('SELECT pg_backend_pid()');
+$node->safe_psql('postgres', 'DELETE FROM gate');
+is($node->safe_psql('postgres',
+		"SELECT run_id || ' ' || status || ' ' || portfolios || ' ' || skipped_rows"
+		  . " FROM snapshot.capture_all_snapshots('2026-03-07', 'retry')"),
+	"$run_id succeeded 400 1",
+	'resumed, it ends with the skipped row counted once, as the uninterrupted run');
+$node->safe_psql('postgres', q{
+DELETE FROM snapshot.portfolio_snapshots WHERE snapshot_date <> '2026-03-05';
+DELETE FROM snapshot.snapshot_runs WHERE snapshot_date <> '2026-03-05';
+DELETE FROM asset_prices WHERE asset_id = '0a000000-0000-0000-0000-000000000002';
+DELETE FROM assets WHERE id = '0a000000-0000-0000-0000-000000000002';});
+
 # capture_all_snapshots in a transaction of its own is a run: a cancel or a
 # statement_timeout of its caller is recorded (sql/attacks_sessions.sql)
 
