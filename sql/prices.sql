@@ -5,7 +5,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(10);
+SELECT plan(14);
 
 INSERT INTO assets (id, symbol, currency) VALUES
     ('0b000000-0000-0000-0000-000000000003', 'S3', 'USD'),
@@ -83,6 +83,30 @@ SELECT results_eq(
 SELECT results_eq(
     $$SELECT status, skipped_rows FROM snapshot.capture_all_snapshots('2026-03-05')$$,
     $$VALUES ('succeeded'::text, 1)$$, 'a capture of all counts that close as one skipped row');
+
+-- the same, with the prices read in a known order, latest first and then
+-- oldest first: a view whose ORDER BY the capture's filter keeps (the table's
+-- own order above is only the order of its insertions)
+CREATE VIEW prices_latest_first AS SELECT * FROM asset_prices ORDER BY price_date DESC, close DESC;
+CREATE VIEW prices_oldest_first AS SELECT * FROM asset_prices ORDER BY price_date, close;
+SELECT snapshot.snapshot_configure(prices => 'prices_latest_first', stale_after_days => 0);
+SELECT results_eq($$SELECT status, skipped_rows FROM snapshot.capture_all_snapshots('2026-03-05')$$,
+    $$VALUES ('succeeded'::text, 1)$$, 'prices read latest first: S1''s 1e45 is one skipped row');
+SELECT results_eq(
+    $$SELECT market_value, positions->2->>'price', positions->0->>'price_source' FROM snapshot.portfolio_snapshots
+       WHERE portfolio_id = 'b0000000-0000-0000-0000-000000000001' AND snapshot_date = '2026-03-05'
+         AND run_id = (SELECT max(run_id) FROM snapshot.snapshot_runs)$$,
+    $$VALUES (260::numeric, '80.00000000', 'last_trade')$$,
+    '... S3 keeps its latest close 80 over the 77 read after it, S1 its last trade price');
+SELECT snapshot.snapshot_configure(prices => 'prices_oldest_first', stale_after_days => 0);
+SELECT results_eq($$SELECT status, skipped_rows FROM snapshot.capture_all_snapshots('2026-03-05')$$,
+    $$VALUES ('succeeded'::text, 1)$$, 'prices read oldest first: the same skipped row');
+SELECT results_eq(
+    $$SELECT market_value, positions->2->>'price', positions->0->>'price_source' FROM snapshot.portfolio_snapshots
+       WHERE portfolio_id = 'b0000000-0000-0000-0000-000000000001' AND snapshot_date = '2026-03-05'
+         AND run_id = (SELECT max(run_id) FROM snapshot.snapshot_runs)$$,
+    $$VALUES (260::numeric, '80.00000000', 'last_trade')$$,
+    '... and the same closes: S3''s 80 replaces the 77 read before it');
 
 SELECT * FROM finish();
 ROLLBACK;
