@@ -138,15 +138,19 @@ asset_filter(const SnapshotConfig *config, const SourceScope *scope, const char 
 
 /*
  * Move what a position shows of its asset (its rounded close, id, symbol,
- * currency and price date) into one block, in CurrentMemoryContext: the
- * valuation copies them into every positions array, and copied from where
- * each was allocated they missed the cache.
+ * currency and price date) into one block, in CurrentMemoryContext, and
+ * free where they were: the valuation copies them into every positions
+ * array, and copied from where each was allocated they missed the cache.
  */
 static void
 pack_asset(AssetInfo *a)
 {
 	Size		close_len = a->has_price ? VARSIZE(a->close_rounded) : 0;
 	int			id_len = strlen(a->id_text);
+	char	   *old[5] = {a->has_price ? (char *) a->close_rounded : NULL, a->id_text,
+		a->symbol_len > 0 ? a->symbol : NULL,	/* else maybe the literal "" */
+		a->currency_len > 0 ? a->currency : NULL,
+	a->has_price ? a->price_date_iso : NULL};
 	char	   *block;
 	char	   *p;
 
@@ -176,6 +180,9 @@ pack_asset(AssetInfo *a)
 		memcpy(p, a->price_date_iso, a->price_date_iso_len + 1);
 		a->price_date_iso = p;
 	}
+	for (int i = 0; i < (int) lengthof(old); i++)
+		if (old[i] != NULL)
+			pfree(old[i]);
 }
 
 /*
