@@ -95,13 +95,49 @@ typedef struct PositionSlot
 	char		status;
 } PositionSlot;
 
+/*
+ * Asset ids come from relations that their owner writes, and simplehash
+ * walks a cluster of equal hashes on every insert: ids are hashed whole,
+ * keyed by a random seed of this process (asset_hash_seed_once), so that no
+ * set of ids chosen in advance collides.
+ */
+static uint64 asset_hash_seed;
+static bool asset_hash_seeded = false;
+
+static void
+asset_hash_seed_once(void)
+{
+	if (asset_hash_seeded)
+		return;
+	if (!pg_strong_random(&asset_hash_seed, sizeof(asset_hash_seed)))
+		ereport(ERROR,
+				errcode(ERRCODE_INTERNAL_ERROR),
+				errmsg("could not generate a random seed"));
+	asset_hash_seeded = true;
+}
+
+/* a bijective mix of 64 bits (the finalizer of MurmurHash3) */
+static inline uint64
+mix64(uint64 h)
+{
+	h ^= h >> 33;
+	h *= UINT64CONST(0xff51afd7ed558ccd);
+	h ^= h >> 33;
+	h *= UINT64CONST(0xc4ceb9fe1a85ec53);
+	h ^= h >> 33;
+	return h;
+}
+
 static inline uint32
 asset_key_hash(pg_uuid_t key)
 {
-	uint32		w[4];
+	uint64		hi;
+	uint64		lo;
 
-	memcpy(w, key.data, UUID_LEN);
-	return murmurhash32(w[0] ^ w[1] ^ w[2] ^ w[3]);
+	Assert(asset_hash_seeded);
+	memcpy(&hi, key.data, sizeof(hi));
+	memcpy(&lo, key.data + sizeof(hi), sizeof(lo));
+	return (uint32) mix64(mix64(hi ^ asset_hash_seed) ^ lo);
 }
 
 #define SH_PREFIX posmap
@@ -217,6 +253,7 @@ init_constants(void)
 
 	if (const_one_rounded != NULL)
 		return;
+	asset_hash_seed_once();
 	old = MemoryContextSwitchTo(TopMemoryContext);
 	const_zero = amount_of(int64_to_numeric(0));
 	const_one = amount_of(int64_to_numeric(1));
@@ -285,8 +322,9 @@ snapshot_date_iso(DateADT d)
 				m,
 				day;
 
+	/* palloc'd, as every result: a caller may free it */
 	if (DATE_NOT_FINITE(d))
-		return DATE_IS_NOBEGIN(d) ? "-infinity" : "infinity";
+		return pstrdup(DATE_IS_NOBEGIN(d) ? "-infinity" : "infinity");
 	j2date(d + POSTGRES_EPOCH_JDATE, &y, &m, &day);
 
 	/* the positions array prints one per open position: no format parsing */
@@ -964,7 +1002,8 @@ value_position(const MarketData *md, const char *base_currency, int base_id,
 		vp->price_rounded = asset->close_rounded;
 		vp->price_date = asset->price_date_iso;
 		vp->price_date_len = asset->price_date_iso_len;
-		if (md->snapshot_date - asset->price_date > md->rules.stale_after_days)
+		/* in 64 bits: a close dated -infinity is stale, not an overflow */
+		if ((int64) md->snapshot_date - asset->price_date > md->rules.stale_after_days)
 		{
 			SET_PRICE_SOURCE(vp, "stale");
 			out->ints[SNAP_STALE_PRICES]++;
@@ -1042,12 +1081,14 @@ snapshot_rank_assets(MarketData *md)
 	AssetInfo  *a;
 	long		i = 0;
 
+	asset_hash_seed_once();
 	md->by_id = assetmap_create(CurrentMemoryContext, Max(n, 1), NULL);
 	hash_seq_init(&seq, md->assets);
 	while ((a = hash_seq_search(&seq)) != NULL)
 	{
 		bool		found;
 
+		CHECK_FOR_INTERRUPTS();
 		assets[i++] = a;
 		assetmap_insert(md->by_id, a->asset_id, &found)->asset = a;
 	}

@@ -5,7 +5,7 @@ BEGIN;
 CREATE EXTENSION pgtap;
 CREATE EXTENSION snapshot;
 \i examples/schema.sql
-SELECT plan(14);
+SELECT plan(15);
 
 INSERT INTO assets (id, symbol, currency) VALUES
     ('0b000000-0000-0000-0000-000000000003', 'S3', 'USD'),
@@ -107,6 +107,21 @@ SELECT results_eq(
          AND run_id = (SELECT max(run_id) FROM snapshot.snapshot_runs)$$,
     $$VALUES (260::numeric, '80.00000000', 'last_trade')$$,
     '... and the same closes: S3''s 80 replaces the 77 read before it');
+
+-- a close dated -infinity (on or before any date) is an asset's latest when
+-- it is its only one: shown as such, and stale, whatever stale_after_days
+INSERT INTO assets (id, symbol, currency) VALUES ('0b000000-0000-0000-0000-000000000004', 'S4', 'USD');
+INSERT INTO portfolios (id, name, base_currency) VALUES ('b0000000-0000-0000-0000-000000000002', 'ancient', 'USD');
+INSERT INTO transactions (id, portfolio_id, asset_id, type, quantity, price, fee, exchange_rate, transaction_date)
+OVERRIDING SYSTEM VALUE VALUES
+    (5, 'b0000000-0000-0000-0000-000000000002', '0b000000-0000-0000-0000-000000000004', 'BUY', 2, 30, 0, NULL, '2026-02-20 09:00+00');
+INSERT INTO asset_prices (asset_id, price_date, close) VALUES ('0b000000-0000-0000-0000-000000000004', '-infinity', 35);
+SELECT snapshot.snapshot_configure(stale_after_days => 1000000);
+SELECT results_eq(
+    $$SELECT market_value, stale_prices, missing_prices, positions->0->>'price_date', positions->0->>'price_source'
+        FROM snapshot.capture_snapshot('b0000000-0000-0000-0000-000000000002', '2026-03-05')$$,
+    $$VALUES (70::numeric, 1, 0, '-infinity', 'stale')$$,
+    'a close dated -infinity: 2 x 35, shown with its date, stale even a million days on');
 
 SELECT * FROM finish();
 ROLLBACK;
